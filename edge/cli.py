@@ -46,6 +46,7 @@ def _eval(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--class-map", metavar="SRC=DST,...", default=None, help="rename dataset classes, e.g. a=face,b=face"
     )
+    p.add_argument("--spec", default=None, help="spec JSON for a model without metadata, or 'ultraface'")
 
 
 def _export(p: argparse.ArgumentParser) -> None:
@@ -88,6 +89,11 @@ def _camera(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", default=None, help="V4L2 index/path, GStreamer pipeline, URL, video or folder")
     p.add_argument("--http", default=None, metavar="HOST:PORT", help="serve /healthz, /metrics, ... here")
     p.add_argument("--events", default=None, metavar="FILE", help="JSON-lines events file ('-' for stdout)")
+    p.add_argument("--spec", default=None, help="spec JSON for a model without metadata, or 'ultraface'")
+    p.add_argument("--name", default=None, help="camera name (events, MQTT topics)")
+    p.add_argument("--threads", type=int, default=None, help="inference threads")
+    p.add_argument("--score-threshold", type=float, default=None, help="default: the model's own")
+    p.add_argument("--token", default=None, help="bearer token required by the HTTP API (except /healthz)")
 
 
 def _demo(p: argparse.ArgumentParser) -> None:

@@ -14,30 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import cv2
-import numpy as np
 
 from edge.detector import Detection, Detector, load_spec
+from edge.draw import draw_detections
 from edge.media import MediaItem, iter_media
 
-__all__ = ["annotate", "cli", "save_name"]
+__all__ = ["cli", "save_name"]
 
 _PALETTE = ((0, 200, 0), (0, 128, 255), (255, 64, 64), (0, 220, 220), (200, 0, 200), (255, 200, 0))
-
-
-def annotate(frame: np.ndarray, detections: list[Detection]) -> np.ndarray:
-    """A copy of ``frame`` with each box and ``label score`` drawn."""
-    out = frame.copy()
-    thickness = max(1, round(min(out.shape[:2]) / 300))
-    for det in detections:
-        color = _PALETTE[det.class_id % len(_PALETTE)]
-        x1, y1, x2, y2 = (round(v) for v in det.box)
-        cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)
-        text = f"{det.label} {det.score:.2f}"
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
-        ty = y1 - 4 if y1 - th - base - 4 >= 0 else y1 + th + 4
-        cv2.rectangle(out, (x1, ty - th - 2), (x1 + tw + 2, ty + base - 2), color, -1)
-        cv2.putText(out, text, (x1 + 1, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    return out
 
 
 def save_name(item: MediaItem, used: set[str]) -> str:
@@ -105,7 +89,7 @@ def cli(args: argparse.Namespace) -> int:
         print(_summary(item, detections, detector.last_timings.to_dict()))
         if save_dir is not None:
             target = save_dir / save_name(item, used)
-            if not cv2.imwrite(str(target), annotate(item.frame, detections)):
+            if not cv2.imwrite(str(target), draw_detections(item.frame, detections)):
                 failed += 1
                 print(f"error: {target}: could not write the annotated image", file=sys.stderr)
 

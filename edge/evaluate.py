@@ -1,0 +1,116 @@
+"""Accuracy through the device code path: ``edgedet eval --model MODEL --data DATA [--json OUT]``.
+
+A :class:`edge.detector.Detector` (any backend) runs over every image of a dataset; dataset classes are
+matched to the model's labels by name (``--class-map`` renames dataset classes first), and COCO-style
+AP/AP50 come from :func:`edge.coco_metrics.coco_metrics`. Needs only the ``edge`` extra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.coco_metrics import ImageDetections, ImageTruth, coco_metrics
+from edge.datasets.sample import Dataset
+from edge.detector import Detector
+
+__all__ = ["cli", "evaluate_detector", "label_mapping", "parse_class_map"]
+
+log = logging.getLogger("edgedet.eval")
+EVAL_SCORE_THRESHOLD = 0.01
+
+
+def parse_class_map(text: str | None) -> dict[str, str] | None:
+    """``"a=face,b=face"`` -> ``{"a": "face", "b": "face"}``."""
+    if not text:
+        return None
+    out = {}
+    for item in text.split(","):
+        src, sep, dst = item.partition("=")
+        if not sep or not src.strip() or not dst.strip():
+            raise ValueError(f"--class-map: expected SRC=DST[,SRC=DST...], got {item!r}")
+        out[src.strip()] = dst.strip()
+    return out
+
+
+def label_mapping(dataset_classes: Sequence[str], model_labels: Sequence[str]) -> np.ndarray:
+    """Index array: dataset class ``i`` -> model label index (by name); unknown names are an error."""
+    index = {name: i for i, name in enumerate(model_labels)}
+    missing = [c for c in dataset_classes if c not in index]
+    if missing:
+        raise ValueError(
+            f"dataset classes {missing} are not among the model's labels {list(model_labels)}; "
+            "rename them with --class-map SRC=DST"
+        )
+    return np.array([index[c] for c in dataset_classes], dtype=np.int64)
+
+
+def _progress(items: Iterable[Any], total: int, enabled: bool) -> Iterable[Any]:
+    if not enabled:
+        return items
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, total=total, desc="evaluating", leave=False, dynamic_ncols=True)
+
+
+def evaluate_detector(detector: Detector, dataset: Dataset, progress: bool = True) -> dict[str, Any]:
+    """COCO metrics of ``detector`` on ``dataset``, plus timing; unreadable images are reported and skipped."""
+    to_model = label_mapping(dataset.classes, detector.labels)
+    truth, dets = [], []
+    times = []
+    for sample in _progress(dataset, len(dataset), progress):
+        try:
+            image = sample.load_image()
+        except OSError as exc:
+            log.warning("%s: skipped (%s)", sample.image_path, exc)
+            continue
+        t0 = time.perf_counter()
+        found = detector.detect(image)
+        times.append(time.perf_counter() - t0)
+        truth.append(ImageTruth(sample.image_id, sample.width, sample.height, sample.boxes, to_model[sample.labels]))
+        dets.append(
+            ImageDetections(
+                sample.image_id,
+                np.array([d.box for d in found], dtype=np.float64).reshape(-1, 4),
+                np.array([d.score for d in found], dtype=np.float64),
+                np.array([d.class_id for d in found], dtype=np.int64),
+            )
+        )
+    metrics = coco_metrics(truth, dets, detector.labels)
+    metrics["median_ms_per_image"] = float(np.median(times) * 1e3) if times else float("nan")
+    return metrics
+
+
+def _metrics_line(m: Mapping[str, Any]) -> str:
+    return (
+        f"AP50 {m['AP50']:.3f}  AP {m['AP']:.3f}  AP75 {m['AP75']:.3f}  "
+        f"({m['images']} images, {m['ground_truth']} boxes, {m['detections']} detections, "
+        f"{m['median_ms_per_image']:.1f} ms/image median)"
+    )
+
+
+def cli(args: argparse.Namespace) -> int:
+    from edge.datasets.spec import load_dataset
+    from edge.detector import load_spec
+
+    spec = load_spec(args.spec) if getattr(args, "spec", None) else None
+    threshold = EVAL_SCORE_THRESHOLD if args.score_threshold is None else args.score_threshold
+    detector = Detector.from_model(args.model, spec=spec, threads=args.threads, score_threshold=threshold)
+    dataset = load_dataset(args.data, class_map=parse_class_map(args.class_map))
+    if len(dataset.report):
+        print(dataset.report.summary())
+    metrics = evaluate_detector(detector, dataset)
+    print(f"{args.model}: {_metrics_line(metrics)}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"model": str(args.model), "data": args.data, **metrics}, indent=2))
+    return 0

@@ -1,0 +1,88 @@
+"""CenterNet training targets for one image (numpy, so it runs in DataLoader workers).
+
+For a box with centre ``c`` (input pixels) and output stride ``R``:
+
+* ``p = c / R`` is the centre on the output map, ``p~ = floor(p)`` its cell (clipped inside the map);
+* ``offset = p - p~`` and ``size = (w, h) / R``, both in feature-map units, channel order ``(x, y)`` and
+  ``(w, h)`` as :func:`edge.heatmap_decode.decode_heatmap` reads them;
+* a gaussian of radius ``max(0, int(gaussian_radius(h / R, w / R, min_overlap)))`` is drawn at ``p~`` on
+  the box's class channel with :func:`edge.gaussian.draw_gaussian` (element-wise max where objects
+  overlap), so the heatmap is exactly 1 at every centre.
+
+A box whose centre lies outside the input (possible after augmentation) gets the nearest border cell and
+an offset outside ``[0, 1)``, so ``p~ + offset`` is still ``p`` and decoding still gives the box back.
+The output map is ``ceil(size / R)`` per axis, what a chain of stride-2, padding-1 convolutions gives.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge.boxes import as_boxes
+from edge.gaussian import draw_gaussian, gaussian_radius
+from edge.priors import feature_map_sizes
+
+__all__ = ["centernet_targets"]
+
+DEFAULT_MAX_OBJECTS = 128
+
+
+def centernet_targets(
+    boxes_px: np.ndarray,
+    labels: np.ndarray,
+    input_size: tuple[int, int],
+    num_classes: int,
+    stride: int = 4,
+    min_overlap: float = 0.7,
+    max_objects: int = DEFAULT_MAX_OBJECTS,
+) -> dict[str, np.ndarray]:
+    """Targets for corner-form pixel ``boxes_px [M, 4]`` with 0-based ``labels [M]`` in an input
+    ``(width, height)``.
+
+    Returns a dict of fixed-shape arrays (so a batch is a plain stack), with ``K = max_objects``:
+    ``heatmap [C, H', W']`` float32, ``size [K, 2]`` and ``offset [K, 2]`` float32, ``index [K]`` int64
+    (``y * W' + x``) and ``mask [K]`` float32 (1 for the first ``M`` slots, 0 for padding).
+
+    Raises ``ValueError`` when ``M > max_objects`` (raise ``max_objects``; nothing is dropped silently),
+    for a box with zero or negative width or height (the data layer drops those before they get here),
+    and for labels outside ``[0, num_classes)``.
+    """
+    if num_classes < 1:
+        raise ValueError(f"centernet_targets: num_classes must be >= 1, got {num_classes}")
+    (out_w, out_h) = feature_map_sizes(input_size, [stride])[0]
+    boxes = as_boxes(boxes_px, "boxes_px").reshape(-1, 4).astype(np.float64)
+    labels = np.asarray(labels).reshape(-1)
+    m = len(boxes)
+    if labels.shape != (m,):
+        raise ValueError(f"centernet_targets: {m} boxes but labels has shape {list(labels.shape)}")
+    if m and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"centernet_targets: labels must be integers in [0, {num_classes}), got {labels!r}")
+    if m > max_objects:
+        raise ValueError(
+            f"centernet_targets: {m} objects but max_objects={max_objects}; raise max_objects "
+            "(objects are never dropped silently)"
+        )
+    wh = (boxes[:, 2:] - boxes[:, :2]) / stride
+    empty = np.flatnonzero(np.any(wh <= 0, axis=1))
+    if empty.size:
+        raise ValueError(f"centernet_targets: boxes_px[{int(empty[0])}] is empty: {boxes[empty[0]].tolist()}")
+
+    centers = (boxes[:, :2] + boxes[:, 2:]) / 2 / stride
+    cells = np.floor(centers).astype(np.int64)
+    cells[:, 0] = np.clip(cells[:, 0], 0, out_w - 1)
+    cells[:, 1] = np.clip(cells[:, 1], 0, out_h - 1)
+    radii = np.maximum(0, np.asarray(gaussian_radius(wh[:, 1], wh[:, 0], min_overlap)).astype(np.int64))
+
+    heatmap = np.zeros((num_classes, out_h, out_w), dtype=np.float32)
+    for (x, y), r, c in zip(cells, radii.reshape(-1), labels, strict=True):
+        draw_gaussian(heatmap[c], (int(x), int(y)), int(r))
+
+    size = np.zeros((max_objects, 2), dtype=np.float32)
+    offset = np.zeros((max_objects, 2), dtype=np.float32)
+    index = np.zeros(max_objects, dtype=np.int64)
+    mask = np.zeros(max_objects, dtype=np.float32)
+    size[:m] = wh
+    offset[:m] = centers - cells
+    index[:m] = cells[:, 1] * out_w + cells[:, 0]
+    mask[:m] = 1.0
+    return {"heatmap": heatmap, "size": size, "offset": offset, "index": index, "mask": mask}

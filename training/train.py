@@ -1,0 +1,379 @@
+"""The training loop: ``edgedet train --config FILE [key=value ...] [--resume CKPT]``.
+
+One process on CPU or one GPU, or many GPUs with DistributedDataParallel under ``torchrun`` (NCCL on
+CUDA, gloo on CPU): a DistributedSampler splits the data, rank 0 alone logs, evaluates and writes
+checkpoints, and the losses reported are averaged over ranks. Checkpoints carry the full config and the
+class names, are written atomically (``last.pt`` every epoch, ``best.pt`` on the best AP50), and
+``--resume`` continues exactly: the optimiser, schedule, epoch and the data order (a function of the seed
+and epoch) are restored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import math
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+from edge.datasets.spec import load_dataset
+from edge.model_spec import ModelSpec
+from edge.priors import PriorConfig
+from training.augment import train_transform
+from training.checkpoint import load_checkpoint, save_checkpoint
+from training.config import load_config
+from training.data_loader import DetectionDataset, collate
+from training.evaluate import evaluate_model
+from training.losses import CenterNetLoss, MultiBoxLoss
+from training.model_factory import build_model
+
+__all__ = ["build_spec", "cli", "train"]
+
+log = logging.getLogger("edgedet.train")
+
+
+def build_spec(config: dict[str, Any], labels: tuple[str, ...]) -> ModelSpec:
+    m = config["model"]
+    priors = PriorConfig.from_dict(m["priors"]) if m["priors"] else PriorConfig()
+    return ModelSpec(
+        head=m["head"],
+        labels=labels,
+        input_width=m["input_size"][0],
+        input_height=m["input_size"][1],
+        base_channel=m["base_channel"],
+        priors=priors if m["head"] == "ssd" else None,
+        stride=m["stride"],
+        score_threshold=m["score_threshold"],
+        iou_threshold=m["iou_threshold"],
+        top_k=m["top_k"],
+    )
+
+
+def lr_factor(step: int, total: int, warmup: int, sched: dict[str, Any]) -> float:
+    """Learning-rate multiplier at iteration ``step`` of ``total``: linear warm-up, then cosine or multistep."""
+    if warmup > 0 and step < warmup:
+        return 0.1 + 0.9 * step / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    if sched["name"] == "cosine":
+        lo = sched["min_lr_ratio"]
+        return lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return sched["gamma"] ** sum(progress >= m for m in sched["milestones"])
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay on biases and normalisation weights."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"config: device={name!r} but CUDA is not available here")
+    if name == "cuda":
+        return torch.device(f"cuda:{local_rank}")
+    return torch.device(name)
+
+
+class _Dist:
+    """Process-group facts; a single process is world size 1, rank 0."""
+
+    def __init__(self) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        self.enabled = self.world > 1
+
+    def init(self, device: torch.device) -> None:
+        if self.enabled and not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def mean(self, values: torch.Tensor) -> torch.Tensor:
+        if self.enabled:
+            values = values.clone()
+            dist.all_reduce(values)
+            values /= self.world
+        return values
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _loss(model_out: tuple[torch.Tensor, ...], targets: dict[str, torch.Tensor], head: str, fn: nn.Module):
+    if head == "ssd":
+        cls_logits, locs = model_out
+        return fn(cls_logits, locs, targets["conf"], targets["loc"])
+    heat, size, offset = model_out
+    return fn(heat, size, offset, targets)
+
+
+def train(config: dict[str, Any], resume: str | None = None) -> dict[str, Any]:
+    """Run training; returns a summary (run dir, checkpoints, last metrics, wall time)."""
+    dd = _Dist()
+    device = _device(config["device"], dd.local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dd.init(device)
+    try:
+        return _train(config, resume, dd, device)
+    finally:
+        dd.close()
+
+
+def _train(config: dict[str, Any], resume: str | None, dd: _Dist, device: torch.device) -> dict[str, Any]:
+    start_time = time.monotonic()
+    out = Path(config["out"])
+    torch.manual_seed(config["seed"])
+    data_cfg = config["data"]
+    train_set = load_dataset(data_cfg["train"], class_map=data_cfg["class_map"], classes=data_cfg["classes"])
+    if len(train_set) == 0:
+        raise ValueError(f"data.train: {data_cfg['train']} has no usable images ({train_set.report.summary()})")
+    labels = tuple(train_set.classes)
+    val_set = None
+    if data_cfg["val"]:
+        val_set = load_dataset(data_cfg["val"], class_map=data_cfg["class_map"], classes=labels)
+
+    spec = build_spec(config, labels)
+    model = build_model(spec).to(device)
+    start_epoch, best_ap50, history = 0, -1.0, []
+    ckpt: dict[str, Any] | None = None
+    if resume:
+        _, ckpt_spec, ckpt = load_checkpoint(resume, map_location=device)
+        if ckpt_spec != spec:
+            raise ValueError(f"{resume}: its model spec differs from this config's; resume with the same config")
+        model.load_state_dict(ckpt["model"])
+        start_epoch, best_ap50 = int(ckpt["epoch"]) + 1, float(ckpt.get("best_ap50", -1.0))
+        history = list(ckpt.get("history", []))
+    elif config["model"]["init"]:
+        _, _, init = load_checkpoint(config["model"]["init"])
+        model.load_state_dict(init["model"])
+
+    aug = config["augment"]
+    transform = train_transform(
+        spec.input_size,
+        mean=spec.mean[::-1] if spec.color == "rgb" else spec.mean,  # fills are drawn on BGR images
+        photometric=aug["photometric"],
+        crop=aug["crop"],
+        zoom_out=aug["zoom_out"],
+        flip=aug["flip"],
+        letterbox=spec.resize == "letterbox",
+    )
+    data = DetectionDataset(train_set, spec, transform, seed=config["seed"])
+    per_rank_batch = max(1, config["batch_size"] // dd.world)
+    sampler: Any
+    generator = torch.Generator()
+    if dd.enabled:
+        sampler = DistributedSampler(data, num_replicas=dd.world, rank=dd.rank, seed=config["seed"], drop_last=True)
+    else:
+        sampler = RandomSampler(data, generator=generator)
+    loader = DataLoader(
+        data,
+        batch_size=per_rank_batch,
+        sampler=sampler,
+        num_workers=config["workers"],
+        collate_fn=collate,
+        drop_last=len(data) >= per_rank_batch * dd.world * 2,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+        prefetch_factor=4 if config["workers"] > 0 else None,
+    )
+    net: nn.Module = model
+    if dd.enabled:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    opt_cfg = config["optimizer"]
+    groups = _param_groups(model, opt_cfg["weight_decay"])
+    if opt_cfg["name"] == "sgd":
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(
+            groups, lr=opt_cfg["lr"], momentum=opt_cfg["momentum"], nesterov=True
+        )
+    else:
+        optimizer = torch.optim.AdamW(groups, lr=opt_cfg["lr"])
+    epochs = config["epochs"]
+    steps_per_epoch = max(1, len(loader))
+    total_steps = epochs * steps_per_epoch
+    warmup = int(config["schedule"]["warmup_epochs"] * steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total_steps, warmup, config["schedule"])
+    )
+    use_amp = bool(config["amp"]) and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if "scaler" in ckpt:
+            scaler.load_state_dict(ckpt["scaler"])
+    loss_fn = MultiBoxLoss() if spec.head == "ssd" else CenterNetLoss()
+    parts = ("loc", "conf") if spec.head == "ssd" else ("heat", "size", "offset")
+
+    if dd.main:
+        out.mkdir(parents=True, exist_ok=True)
+        log.info(
+            "training %s on %s: %d images, classes %s, device %s, world %d",
+            spec.head,
+            data_cfg["train"],
+            len(train_set),
+            list(labels),
+            device,
+            dd.world,
+        )
+        if len(train_set.report):
+            log.warning("training data: %s", train_set.report.summary())
+    writer = _tensorboard(out) if dd.main else None
+    time_limit = config["time_limit_minutes"] * 60
+    metrics: dict[str, Any] = {}
+    epoch = start_epoch - 1
+    stopped_early = False
+    for epoch in range(start_epoch, epochs):
+        data.set_epoch(epoch)
+        generator.manual_seed(config["seed"] * 1000 + epoch)
+        if dd.enabled:
+            sampler.set_epoch(epoch)
+        net.train()
+        sums = torch.zeros(1 + len(parts), device=device)
+        seen, t0 = 0, time.monotonic()
+        bar = _progress(loader, f"epoch {epoch + 1}/{epochs}", dd.main)
+        for images, targets in bar:
+            images = images.to(device, non_blocking=True)
+            targets = {k: v.to(device, non_blocking=True) for k, v in targets.items()}
+            autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
+            with autocast:
+                losses = _loss(net(images), targets, spec.head, loss_fn)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(losses[0]).backward()
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            sums += torch.stack([x.detach().float() for x in losses]) * len(images)
+            seen += len(images)
+            if dd.main and hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{losses[0].item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.4f}")
+            if time_limit and time.monotonic() - start_time > time_limit:
+                stopped_early = True
+                break
+        avg = dd.mean(sums / max(1, seen)).tolist()
+        epoch_time = time.monotonic() - t0
+        metrics = {
+            "epoch": epoch + 1,
+            "lr": optimizer.param_groups[0]["lr"],
+            "loss": avg[0],
+            **{f"loss_{p}": v for p, v in zip(parts, avg[1:], strict=True)},
+            "images_per_s": seen * dd.world / max(epoch_time, 1e-9),
+            "wall_s": time.monotonic() - start_time,
+        }
+        if config["stop_after_epochs"] and epoch + 1 - start_epoch >= config["stop_after_epochs"]:
+            stopped_early = True
+        last = epoch + 1 == epochs or stopped_early
+        if dd.main and val_set is not None and ((epoch + 1) % config["eval"]["every"] == 0 or last):
+            model.eval()
+            result = evaluate_model(model, spec, val_set, score_threshold=config["eval"]["score_threshold"])
+            metrics.update(AP=result["AP"], AP50=result["AP50"])
+        history.append(metrics)
+        if dd.main:
+            log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items() if k != "epoch"))
+            _append_csv(out / "metrics.csv", metrics)
+            if writer is not None:
+                for k, v in metrics.items():
+                    writer.add_scalar(k, v, epoch + 1)
+            state = {
+                "config": config,
+                "epoch": epoch,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "history": history,
+            }
+            if metrics.get("AP50", -1.0) > best_ap50:
+                best_ap50 = float(metrics["AP50"])
+                save_checkpoint(out / "best.pt", model, spec, best_ap50=best_ap50, **state)
+            save_checkpoint(out / "last.pt", model, spec, best_ap50=best_ap50, **state)
+        dd.barrier()
+        if stopped_early:
+            if dd.main:
+                log.info("stopping after epoch %d (time limit or stop_after_epochs)", epoch + 1)
+            break
+    if writer is not None:
+        writer.close()
+    return {
+        "out": str(out),
+        "last": str(out / "last.pt"),
+        "best": str(out / "best.pt") if best_ap50 >= 0 else None,
+        "metrics": metrics,
+        "epochs_run": epoch + 1,
+        "wall_s": time.monotonic() - start_time,
+    }
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _append_csv(path: Path, row: dict[str, Any]) -> None:
+    """Append one epoch; a new column (e.g. AP on an eval epoch) rewrites the header."""
+    rows = []
+    if path.exists():
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    rows.append({k: _fmt(v) for k, v in row.items()})
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _progress(iterable, desc: str, enabled: bool):
+    if not enabled:
+        return iterable
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return iterable
+    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def _tensorboard(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(str(out / "tb"))
+
+
+def cli(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides)
+    if args.out:
+        config["out"] = args.out
+    summary = train(config, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        m = summary["metrics"]
+        ap = f", AP50 {m['AP50']:.3f}, AP {m['AP']:.3f}" if "AP50" in m else ""
+        print(f"trained {summary['epochs_run']} epochs in {summary['wall_s'] / 60:.1f} min{ap}")
+        print(f"checkpoints: {summary['last']}" + (f", {summary['best']}" if summary["best"] else ""))
+    return 0
