@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import json
 import time
 from collections.abc import Callable
@@ -35,13 +34,24 @@ class DemoSettings:
     batch_size: int = 32
     workers: int = 2
     video_frames: int = 90
+    formats: tuple[str, ...] = ("onnx", "tflite")
+    int8: bool = True
     quick: bool = False
 
     @classmethod
     def quick_settings(cls, out: Path) -> DemoSettings:
         """Tiny sizes: proves the pipeline runs, not that it learns (no AP gate)."""
         return cls(
-            out=out, images=24, epochs=1, time_limit_minutes=1.0, batch_size=8, workers=0, video_frames=6, quick=True
+            out=out,
+            images=24,
+            epochs=1,
+            time_limit_minutes=1.0,
+            batch_size=8,
+            workers=0,
+            video_frames=6,
+            formats=("onnx",),
+            int8=False,
+            quick=True,
         )
 
 
@@ -149,14 +159,15 @@ def _stage_video(s: DemoSettings, state: dict[str, Any]) -> dict[str, Any]:
     detector_mod = _need("edge.detector")
     import cv2
 
+    from edge.draw import draw_detections
+
     ckpts = state.get("checkpoints", {})
     if not ckpts:
         raise MissingPart("no trained model to run")
-    model = (
-        next(iter(state.get("exported", {}).get("ssd", {}).values()), None)
-        or ckpts.get("ssd")
-        or next(iter(ckpts.values()))
-    )
+    exported = state.get("exported", {}).get("ssd", {})
+    # the file a device would run: int8 TFLite when there is one, else ONNX, else the checkpoint
+    model = next((exported[k] for k in ("tflite_int8", "onnx") if k in exported), None) or ckpts.get("ssd")
+    model = model or next(iter(ckpts.values()))
     video = s.out / "video" / "input.avi"
     video.parent.mkdir(parents=True, exist_ok=True)
     synthetic.render_video(video, frames=s.video_frames, size=s.input_size, seed=1)
@@ -165,7 +176,6 @@ def _stage_video(s: DemoSettings, state: dict[str, Any]) -> dict[str, Any]:
     cap = cv2.VideoCapture(str(video))
     writer = cv2.VideoWriter(str(annotated), cv2.VideoWriter_fourcc(*"MJPG"), 15.0, s.input_size)
     frames = found = 0
-    draw = _need("edge.draw") if importlib.util.find_spec("edge.draw") else None
     while True:
         ok, frame = cap.read()
         if not ok:
@@ -173,22 +183,7 @@ def _stage_video(s: DemoSettings, state: dict[str, Any]) -> dict[str, Any]:
         dets = detector.detect(frame)
         frames += 1
         found += len(dets)
-        if draw is not None:
-            frame = draw.draw_detections(frame, dets)
-        else:
-            for d in dets:
-                x1, y1, x2, y2 = (round(v) for v in d.box)
-                cv2.rectangle(frame, (x1, y1), (x2, y2), (0, 255, 0), 2)
-                cv2.putText(
-                    frame,
-                    f"{d.label} {d.score:.2f}",
-                    (x1, max(10, y1 - 3)),
-                    cv2.FONT_HERSHEY_SIMPLEX,
-                    0.4,
-                    (0, 255, 0),
-                    1,
-                )
-        writer.write(frame)
+        writer.write(draw_detections(frame, dets))
     cap.release()
     writer.release()
     return {

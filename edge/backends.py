@@ -274,29 +274,27 @@ class TorchBackend:
             import torch
 
             from training.checkpoint import load_checkpoint
+            from training.module_backend import ModuleBackend
         except ImportError as exc:
             raise ImportError(
                 f"{self.path}: a .pt checkpoint needs torch and the training package (desktop only); "
                 "export it to ONNX or TFLite for a device"
             ) from exc
-        self._torch = torch
         if threads:
             torch.set_num_threads(int(threads))
         try:
-            self._model, self._spec, _ = load_checkpoint(self.path)
+            model, self._spec, _ = load_checkpoint(self.path)
         except (ValueError, FileNotFoundError):
             raise
         except Exception as exc:  # torch.load's pickling / zip errors
             raise ValueError(f"{self.path}: not a loadable checkpoint ({_reason(exc)})") from exc
-        self.input_shape: tuple[int | None, ...] = (1, 3, self._spec.input_height, self._spec.input_width)
-        self.input_layout = "nchw"
-        ssd = self._spec.head == "ssd"
-        self.output_names = ("scores", "locations") if ssd else ("heatmap", "size", "offset")
+        self._module = ModuleBackend(model, self._spec, self.path)
+        self.input_shape: tuple[int | None, ...] = self._module.input_shape
+        self.input_layout = self._module.input_layout
+        self.output_names = self._module.output_names
 
     def run(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
-        with self._torch.no_grad():
-            outs = self._model.predict(self._torch.from_numpy(np.ascontiguousarray(tensor, dtype=np.float32)))
-        return {name: o.detach().float().cpu().numpy() for name, o in zip(self.output_names, outs, strict=True)}
+        return self._module.run(tensor)
 
     def read_spec(self) -> ModelSpec | None:
         return self._spec
