@@ -1,0 +1,140 @@
+"""``edgedet export``: a checkpoint -> ONNX / TFLite (fp32, fp16, dynamic range, int8), then parity.
+
+    edgedet export --checkpoint runs/ssd/best.pt --out models/ --formats onnx,tflite \\
+        --int8 --calib voc:data/faces:train --calib-images 200
+
+Files are named after the checkpoint: ``best.onnx``, ``best_int8.onnx``, ``best_fp32.tflite`` (+ its
+``best_fp32.json`` spec), ``best_fp16``, ``best_dynamic``, ``best_int8`` (int8 in and out),
+``best_int8_float_io`` (int8 inside, float in and out). Parity against the checkpoint runs by default
+(:mod:`convert.parity`); its table is printed and written to ``parity.txt`` in the output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from convert.calibration import CalibSource, calibration_tensors
+from convert.checkpoint_input import open_checkpoint
+from convert.onnx_export import export_onnx
+from convert.parity import ParityReport, check_parity
+from convert.quantize_onnx import quantize_onnx
+from convert.tflite_export import FLOAT_VARIANTS, INT8_VARIANTS, export_tflite
+
+__all__ = ["FORMATS", "cli", "export_all", "parse_formats"]
+
+log = logging.getLogger("edgedet.export")
+
+FORMATS = ("onnx", "tflite")
+PARITY_IMAGES = 50
+
+
+def parse_formats(text: str | Sequence[str]) -> tuple[str, ...]:
+    """``"onnx,tflite"`` (or a sequence) -> ``("onnx", "tflite")``; unknown names are a ``ValueError``."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    formats = tuple(dict.fromkeys(f.strip().lower() for f in items if f.strip()))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise ValueError(f"--formats: expected a comma list of {', '.join(FORMATS)}, got {text!r}")
+    return formats
+
+
+def export_all(
+    ckpt: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    formats: Sequence[str] = ("onnx",),
+    int8: bool = False,
+    calib: CalibSource | None = None,
+    calib_images: int = 200,
+    parity: bool = True,
+    *,
+    head: str | None = None,
+    boxes_in_graph: bool = False,
+    peaks: bool = False,
+    calib_method: str = "minmax",
+    parity_images: int = PARITY_IMAGES,
+    show_progress: bool = True,
+    on_report: Callable[[ParityReport], None] | None = None,
+) -> dict[str, Path]:
+    """Export ``ckpt`` into ``out_dir``; returns the files written by key (``onnx``, ``onnx_int8``,
+    ``tflite_fp32``, ... as in :data:`convert.tflite_export.VARIANTS`).
+
+    ``formats``: ``onnx`` and/or ``tflite`` (the ONNX model is made either way; it is kept only when
+    asked for). ``int8`` needs ``calib`` (a dataset spec, an image folder or a ``Dataset``), of which
+    ``calib_images`` images calibrate both int8 paths. With ``parity`` the models are checked against
+    the checkpoint on the calibration images (a few noise frames without them); the table is printed
+    and saved as ``parity.txt``; a failed check is logged and handed to ``on_report``, not raised.
+    """
+    formats = parse_formats(formats)
+    if int8 and calib is None:
+        raise ValueError("--int8 needs calibration images: give --calib DATA (a dataset spec or an image folder)")
+    if calib_images <= 0:
+        raise ValueError(f"--calib-images: expected a positive number, got {calib_images}")
+    _, spec = open_checkpoint(ckpt, head)  # a bad checkpoint fails here, before anything is written
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = Path(ckpt).stem
+    written: dict[str, Path] = {}
+    calib_nchw = calibration_tensors(spec, calib, calib_images, "nchw", show_progress) if int8 else None
+    with tempfile.TemporaryDirectory(prefix="edgedet-export-") as tmp:
+        onnx_dir = out_dir if "onnx" in formats else Path(tmp)
+        onnx_path = export_onnx(ckpt, onnx_dir / f"{stem}.onnx", boxes_in_graph=boxes_in_graph, peaks=peaks, head=head)
+        log.info("wrote %s", onnx_path)
+        if "onnx" in formats:
+            written["onnx"] = onnx_path
+            if int8:
+                written["onnx_int8"] = quantize_onnx(
+                    onnx_path,
+                    out_dir / f"{stem}_int8.onnx",
+                    calib_nchw,
+                    method=calib_method,
+                    calib_images=calib_images,
+                    show_progress=show_progress,
+                )
+        if "tflite" in formats:
+            variants = FLOAT_VARIANTS + (INT8_VARIANTS if int8 else ())
+            calib_nhwc = calib_nchw.transpose(0, 2, 3, 1) if calib_nchw is not None else None
+            written.update(
+                export_tflite(
+                    onnx_path, out_dir, variants, calib_nhwc=calib_nhwc, stem=stem, show_progress=show_progress
+                )
+            )
+        if parity:
+            report = check_parity(
+                ckpt, written, calib, max_images=parity_images if calib is not None else 4, show_progress=show_progress
+            )
+            _publish(report, out_dir)
+            if on_report is not None:
+                on_report(report)
+    return written
+
+
+def _publish(report: ParityReport, out_dir: Path) -> None:
+    table = report.table()
+    (out_dir / "parity.txt").write_text(table + "\n", encoding="utf-8")
+    print(table)
+    if not report.passed:
+        failed = ", ".join(r.name for r in report.rows if not r.passed)
+        log.warning("parity check failed for: %s (see %s)", failed, out_dir / "parity.txt")
+
+
+def cli(args: argparse.Namespace) -> int:
+    """``edgedet export``; exit status 0, or 3 when a parity check failed (the files are still written)."""
+    reports: list[ParityReport] = []
+    written = export_all(
+        args.checkpoint,
+        args.out,
+        formats=parse_formats(args.formats),
+        int8=bool(args.int8),
+        calib=args.calib,
+        calib_images=int(args.calib_images),
+        parity=not args.no_parity,
+        on_report=reports.append,
+    )
+    for key, path in written.items():
+        print(f"{key:<22} {path}  ({path.stat().st_size / 1024:.0f} KB)")
+    return 3 if any(not r.passed for r in reports) else 0

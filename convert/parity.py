@@ -1,0 +1,247 @@
+"""Parity of exported models with the PyTorch checkpoint they came from, through the device code path.
+
+Every model runs in :class:`edge.detector.Detector` (its own pre-processing, layout and output roles)
+on the same images as the checkpoint (:class:`training.module_backend.ModuleBackend`).
+
+* **fp32 models** (spec ``extra["quantization"]`` absent or ``"none"``): raw outputs within ``atol``
+  (default 1e-4) of PyTorch's, and identical detections after decode + NMS: same count, same classes,
+  boxes within ``box_tol`` (1e-3 px). Detections scoring within ``atol`` of the score threshold are
+  left out of the comparison (either side may legitimately drop them).
+* **reduced-precision models** (int8, fp16 weights, dynamic range): PyTorch's detections are matched
+  (same class, IoU >= 0.5, greedy by score) and the recall must reach ``min_recall`` (95%).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from convert.calibration import CalibSource, calibration_images, progress
+from convert.checkpoint_input import open_checkpoint
+from convert.output_layout import to_layout_of
+from edge.box_coder import decode_to_corners
+from edge.boxes import pairwise_iou
+from edge.datasets.image_files import read_image
+from edge.detector import Detection, Detector
+from edge.heatmap_decode import peak_map
+from edge.model_spec import ModelSpec
+
+__all__ = ["ParityReport", "ParityRow", "check_parity", "is_exact", "match_detections"]
+
+ATOL = 1e-4
+BOX_TOL = 1e-3
+MIN_RECALL = 0.95
+MATCH_IOU = 0.5
+
+
+@dataclass
+class ParityRow:
+    """One exported model against the checkpoint."""
+
+    name: str
+    path: Path
+    exact: bool
+    images: int = 0
+    max_abs_diff: float = 0.0
+    reference_detections: int = 0
+    matched: int = 0
+    extra_detections: int = 0
+    mismatched_images: int = 0
+    passed: bool = False
+    note: str = ""
+
+    @property
+    def recall(self) -> float:
+        return self.matched / self.reference_detections if self.reference_detections else 1.0
+
+    @property
+    def size_kb(self) -> float:
+        return self.path.stat().st_size / 1024 if self.path.is_file() else float("nan")
+
+
+@dataclass
+class ParityReport:
+    rows: list[ParityRow] = field(default_factory=list)
+    atol: float = ATOL
+    min_recall: float = MIN_RECALL
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.rows)
+
+    def table(self) -> str:
+        """A plain-text table, one line per model."""
+        head = ("model", "kind", "KB", "images", "max|diff|", "ref dets", "recall", "extra", "result")
+        lines = []
+        for r in self.rows:
+            diff = f"{r.max_abs_diff:.2e}" if r.exact else "-"
+            kind = f"fp32 (<= {self.atol:g})" if r.exact else f"approx (>= {self.min_recall:.0%})"
+            result = "ok" if r.passed else "FAIL" + (f": {r.note}" if r.note else "")
+            lines.append(
+                (r.name, kind, f"{r.size_kb:.0f}", str(r.images), diff, str(r.reference_detections),
+                 f"{r.recall:.1%}" if r.reference_detections else "n/a", str(r.extra_detections), result)
+            )  # fmt: skip
+        widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(head)]
+        fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+        out = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
+        out += [fmt.format(*line) for line in lines]
+        return "\n".join(out)
+
+
+def is_exact(spec: ModelSpec) -> bool:
+    """Whether a model with this spec should match PyTorch to float32 precision."""
+    return str(spec.extra.get("quantization", "none")) == "none"
+
+
+def _canonical(detector: Detector, outputs: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray]):
+    """``(candidate, reference)`` dicts keyed by role, in the reference's layout."""
+    spec = detector.spec
+    if spec.head == "ssd":
+        scores, boxes, role = detector.decoder.resolve(outputs)
+        cand = {"scores": np.asarray(outputs[scores]), role: np.asarray(outputs[boxes])}
+        want = {"scores": ref["scores"], "locations": ref["locations"]}
+        if role == "boxes":
+            assert spec.priors is not None
+            corners = decode_to_corners(
+                ref["locations"][0], detector.decoder.priors, spec.priors.center_variance, spec.priors.size_variance
+            )
+            want = {"scores": ref["scores"], "boxes": corners[None]}
+        return cand, want
+    roles = detector.decoder.resolve(outputs)
+    cand = {role: np.asarray(outputs[name]) for role, name in roles.items()}
+    want = {"heatmap": ref["heatmap"], "size": ref["size"], "offset": ref["offset"]}
+    if "peaks" in roles:
+        want["peaks"] = peak_map(ref["heatmap"])
+        if "heatmap" not in roles:
+            want.pop("heatmap")
+    return cand, want
+
+
+def _max_diff(cand: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray], source: str) -> float:
+    worst = 0.0
+    for role, ref in want.items():
+        same = to_layout_of(cand[role], ref)
+        if same is None:
+            raise ValueError(f"{source}: output {role!r} {list(np.shape(cand[role]))} does not fit {list(ref.shape)}")
+        worst = max(worst, float(np.max(np.abs(same.astype(np.float64) - ref.astype(np.float64)))))
+    return worst
+
+
+def match_detections(
+    reference: Sequence[Detection], candidate: Sequence[Detection], iou: float = MATCH_IOU
+) -> tuple[int, int]:
+    """``(matched, unmatched candidates)``: reference detections (best first) greedily paired with the
+    same-class candidate of highest IoU >= ``iou``."""
+    if not reference or not candidate:
+        return 0, len(candidate)
+    ious = pairwise_iou(np.array([d.box for d in reference]), np.array([d.box for d in candidate]))
+    same = np.array([[r.class_id == c.class_id for c in candidate] for r in reference])
+    ious = np.where(same, ious, 0.0)
+    used = np.zeros(len(candidate), dtype=bool)
+    matched = 0
+    for i in np.argsort([-d.score for d in reference], kind="stable"):
+        options = np.where(used, -1.0, ious[i])
+        j = int(np.argmax(options))
+        if options[j] >= iou:
+            used[j] = True
+            matched += 1
+    return matched, int((~used).sum())
+
+
+def _identical(reference: list[Detection], candidate: list[Detection], threshold: float, atol: float, tol: float):
+    """Whether two detection lists agree exactly (up to ``tol`` px and borderline scores)."""
+    ref = [d for d in reference if d.score > threshold + atol]
+    cand = [d for d in candidate if d.score > threshold + atol]
+    if len(ref) != len(cand):
+        return False
+    used = [False] * len(cand)
+    for r in ref:
+        for j, c in enumerate(cand):
+            close = max(abs(a - b) for a, b in zip(r.box, c.box, strict=True)) <= tol
+            if not used[j] and c.class_id == r.class_id and close and abs(r.score - c.score) <= atol:
+                used[j] = True
+                break
+        else:
+            return False
+    return True
+
+
+def _images(images: CalibSource | Sequence[np.ndarray] | None, count: int) -> list[np.ndarray]:
+    """BGR frames: from ``images`` (a dataset, folder or list of paths / arrays), or seeded noise."""
+    if images is None:
+        rng = np.random.default_rng(0)
+        return [rng.integers(0, 256, (240 + 16 * i, 320 + 24 * i, 3), dtype=np.uint8) for i in range(count)]
+    if isinstance(images, (list, tuple)) and images and isinstance(images[0], np.ndarray):
+        return list(images)[:count]
+    return [read_image(p) for p in calibration_images(images, count)]  # type: ignore[arg-type]
+
+
+def check_parity(
+    ckpt: str | os.PathLike[str],
+    exported: Mapping[str, str | os.PathLike[str]] | Sequence[str | os.PathLike[str]],
+    images: CalibSource | Sequence[np.ndarray] | None = None,
+    *,
+    max_images: int = 50,
+    atol: float = ATOL,
+    box_tol: float = BOX_TOL,
+    min_recall: float = MIN_RECALL,
+    show_progress: bool = True,
+) -> ParityReport:
+    """Compare every exported model (name -> path, or paths) with checkpoint ``ckpt`` on up to
+    ``max_images`` images (``None``: a few noise frames, enough for the fp32 checks)."""
+    from training.module_backend import ModuleBackend
+
+    model, spec = open_checkpoint(ckpt)
+    named = dict(exported) if isinstance(exported, Mapping) else {Path(p).name: p for p in exported}
+    reference = Detector(ModuleBackend(model, spec), spec)
+    detectors: dict[str, Detector] = {}
+    for name, path in named.items():
+        det = Detector.from_model(path, threads=1)
+        if det.spec.head != spec.head:
+            raise ValueError(f"{path}: a {det.spec.head!r} model, but the checkpoint {ckpt} is {spec.head!r}")
+        if det.spec.input_size != spec.input_size:
+            raise ValueError(
+                f"{path}: input {det.spec.input_width}x{det.spec.input_height}, but the checkpoint {ckpt} "
+                f"was built for {spec.input_width}x{spec.input_height}"
+            )
+        # the checkpoint's thresholds for everyone, so detections are comparable
+        detectors[name] = Detector(det.backend, replace(det.spec, score_threshold=spec.score_threshold))
+    frames = _images(images, max_images)
+    report = ParityReport(atol=atol, min_recall=min_recall)
+    rows = {n: ParityRow(n, Path(p), is_exact(detectors[n].spec)) for n, p in named.items()}
+    for frame in progress(frames, len(frames), "parity", show_progress):
+        tensor, transform = reference.preprocess(frame)
+        ref_out = reference.backend.run(tensor)
+        ref_dets = reference.decode(ref_out, transform)
+        for name, det in detectors.items():
+            row = rows[name]
+            x, t = det.preprocess(frame)
+            out = det.backend.run(x)
+            dets = det.decode(out, t)
+            row.images += 1
+            row.reference_detections += len(ref_dets)
+            matched, extra = match_detections(ref_dets, dets)
+            row.matched += matched
+            row.extra_detections += extra
+            if row.exact:
+                cand, want = _canonical(det, out, ref_out)
+                row.max_abs_diff = max(row.max_abs_diff, _max_diff(cand, want, str(row.path)))
+                if not _identical(ref_dets, dets, spec.score_threshold, atol, box_tol):
+                    row.mismatched_images += 1
+    for row in rows.values():
+        if row.exact:
+            problems = []
+            if row.max_abs_diff > atol:
+                problems.append(f"max |diff| {row.max_abs_diff:.2e} > {atol:g}")
+            if row.mismatched_images:
+                problems.append(f"detections differ on {row.mismatched_images} image(s)")
+            row.passed, row.note = not problems, "; ".join(problems)
+        else:
+            row.passed = row.recall >= min_recall
+            row.note = "" if row.passed else f"recall {row.recall:.1%} < {min_recall:.0%}"
+        report.rows.append(row)
+    return report
