@@ -133,6 +133,9 @@ def cli(args: argparse.Namespace) -> int:
         calib=args.calib,
         calib_images=int(args.calib_images),
         parity=not args.no_parity,
+        boxes_in_graph=bool(args.boxes_in_graph),
+        peaks=bool(args.peaks),
+        calib_method=args.calib_method,
         on_report=reports.append,
     )
     for key, path in written.items():

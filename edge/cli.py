@@ -56,6 +56,14 @@ def _export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--int8", action="store_true", help="also write int8 models (needs --calib)")
     p.add_argument("--calib", metavar="DATA", help="calibration images: a dataset spec or an image folder")
     p.add_argument("--calib-images", type=int, default=200, help="how many calibration images")
+    p.add_argument(
+        "--calib-method",
+        default="minmax",
+        choices=("minmax", "entropy", "percentile"),
+        help="ONNX Runtime activation calibration (default: minmax)",
+    )
+    p.add_argument("--boxes-in-graph", action="store_true", help="SSD: decode boxes inside the graph")
+    p.add_argument("--peaks", action="store_true", help="CenterNet: 3x3 max-pool peak map inside the graph")
     p.add_argument("--no-parity", action="store_true", help="skip the parity checks")
 
 

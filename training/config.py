@@ -45,6 +45,12 @@ DEFAULTS: dict[str, Any] = {
         "classes": _ANY,  # fixed class order; default: the training set's classes
         "class_map": _ANY,  # source name -> target name
     },
+    "loss": {
+        "match_iou": 0.5,  # SSD: priors at IoU >= this with a ground truth are positives (UltraFace: 0.35)
+        "neg_pos_ratio": 3.0,  # SSD hard negatives per positive
+        "min_overlap": 0.7,  # CenterNet: gaussian radius overlap t
+        "max_objects": 128,  # CenterNet: objects per image (more is an error naming the image)
+    },
     "augment": {
         "photometric": True,
         "crop": True,

@@ -31,8 +31,20 @@ class DetectionDataset(TorchDataset):
     """Yields ``(image [3, H, W] float32, targets dict)``; SSD targets ``loc [N, 4]``, ``conf [N]``;
     CenterNet targets as :func:`training.centernet_targets.centernet_targets`."""
 
-    def __init__(self, dataset: Dataset, spec: ModelSpec, transform: Transform, seed: int = 0) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        spec: ModelSpec,
+        transform: Transform,
+        seed: int = 0,
+        match_iou: float = 0.5,
+        min_overlap: float = 0.7,
+        max_objects: int = 128,
+    ) -> None:
         self.dataset = dataset
+        self.match_iou = match_iou
+        self.min_overlap = min_overlap
+        self.max_objects = max_objects
         self.spec = spec
         self.transform = transform
         self.seed = seed
@@ -76,11 +88,20 @@ class DetectionDataset(TorchDataset):
                 labels,
                 spec.input_size,
                 self.priors,
+                iou_threshold=self.match_iou,
                 center_variance=spec.priors.center_variance,
                 size_variance=spec.priors.size_variance,
             )
             return {"loc": torch.from_numpy(loc), "conf": torch.from_numpy(conf)}
-        t = centernet_targets(boxes, labels, spec.input_size, spec.num_classes, spec.stride)
+        t = centernet_targets(
+            boxes,
+            labels,
+            spec.input_size,
+            spec.num_classes,
+            spec.stride,
+            min_overlap=self.min_overlap,
+            max_objects=self.max_objects,
+        )
         return {k: torch.from_numpy(v) for k, v in t.items()}
 
 

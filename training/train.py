@@ -180,7 +180,16 @@ def _train(config: dict[str, Any], resume: str | None, dd: _Dist, device: torch.
         flip=aug["flip"],
         letterbox=spec.resize == "letterbox",
     )
-    data = DetectionDataset(train_set, spec, transform, seed=config["seed"])
+    loss_cfg = config["loss"]
+    data = DetectionDataset(
+        train_set,
+        spec,
+        transform,
+        seed=config["seed"],
+        match_iou=loss_cfg["match_iou"],
+        min_overlap=loss_cfg["min_overlap"],
+        max_objects=loss_cfg["max_objects"],
+    )
     per_rank_batch = max(1, config["batch_size"] // dd.world)
     sampler: Any
     generator = torch.Generator()
@@ -198,6 +207,7 @@ def _train(config: dict[str, Any], resume: str | None, dd: _Dist, device: torch.
         pin_memory=device.type == "cuda",
         persistent_workers=False,
         prefetch_factor=4 if config["workers"] > 0 else None,
+        worker_init_fn=_single_threaded_worker,
     )
     net: nn.Module = model
     if dd.enabled:
@@ -225,7 +235,7 @@ def _train(config: dict[str, Any], resume: str | None, dd: _Dist, device: torch.
         scheduler.load_state_dict(ckpt["scheduler"])
         if "scaler" in ckpt:
             scaler.load_state_dict(ckpt["scaler"])
-    loss_fn = MultiBoxLoss() if spec.head == "ssd" else CenterNetLoss()
+    loss_fn = MultiBoxLoss(loss_cfg["neg_pos_ratio"]) if spec.head == "ssd" else CenterNetLoss()
     parts = ("loc", "conf") if spec.head == "ssd" else ("heat", "size", "offset")
 
     if dd.main:
@@ -326,6 +336,14 @@ def _train(config: dict[str, Any], resume: str | None, dd: _Dist, device: torch.
         "epochs_run": epoch + 1,
         "wall_s": time.monotonic() - start_time,
     }
+
+
+def _single_threaded_worker(_: int) -> None:
+    """Data workers decode and augment one image at a time: OpenCV's own thread pool there would only
+    oversubscribe the cores the training step needs."""
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def _fmt(v: Any) -> str:
