@@ -94,3 +94,12 @@ def test_ddp_two_cpu_processes_with_gloo(tmp_path):
     _, spec, _ = load_checkpoint(tmp_path / "run" / "last.pt")  # saved unwrapped (no "module." prefix)
     assert spec.base_channel == 8
     assert not any(p.name.startswith(".") for p in Path(tmp_path / "run").iterdir())  # no stray temp files
+
+
+def test_throughput_benchmark_measures_all_three_rates(tmp_path):
+    from training.throughput import measure
+
+    rates = measure(load_config(None, [*TINY, "batch_size=4"]), batches=2, warmup=1)
+    assert {"loader", "step", "loop", "loop_over_step"} <= rates.keys()
+    assert all(rates[k] > 0 for k in ("loader", "step", "loop"))
+    assert rates["loop_over_step"] == pytest.approx(rates["loop"] / rates["step"])

@@ -25,6 +25,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
+from edge.datasets.sample import Dataset
 from edge.datasets.spec import load_dataset
 from edge.model_spec import ModelSpec
 from edge.priors import PriorConfig
@@ -36,7 +37,7 @@ from training.evaluate import evaluate_model
 from training.losses import CenterNetLoss, MultiBoxLoss
 from training.model_factory import build_model
 
-__all__ = ["build_spec", "cli", "train"]
+__all__ = ["build_spec", "cli", "make_loss", "make_optimizer", "make_train_loader", "step_losses", "train"]
 
 log = logging.getLogger("edgedet.train")
 
@@ -76,6 +77,64 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_train_loader(
+    config: dict[str, Any], spec: ModelSpec, train_set: Dataset, world: int = 1, rank: int = 0, pin_memory: bool = False
+) -> tuple[DetectionDataset, DataLoader, Any, torch.Generator]:
+    """The augmented training data and its loader (a DistributedSampler when ``world > 1``); the
+    returned generator is re-seeded every epoch so the data order is a function of seed and epoch."""
+    aug, loss_cfg = config["augment"], config["loss"]
+    transform = train_transform(
+        spec.input_size,
+        mean=spec.mean[::-1] if spec.color == "rgb" else spec.mean,  # fills are drawn on BGR images
+        photometric=aug["photometric"],
+        crop=aug["crop"],
+        zoom_out=aug["zoom_out"],
+        flip=aug["flip"],
+        letterbox=spec.resize == "letterbox",
+    )
+    data = DetectionDataset(
+        train_set,
+        spec,
+        transform,
+        seed=config["seed"],
+        match_iou=loss_cfg["match_iou"],
+        min_overlap=loss_cfg["min_overlap"],
+        max_objects=loss_cfg["max_objects"],
+    )
+    per_rank_batch = max(1, config["batch_size"] // world)
+    generator = torch.Generator()
+    sampler: Any
+    if world > 1:
+        sampler = DistributedSampler(data, num_replicas=world, rank=rank, seed=config["seed"], drop_last=True)
+    else:
+        sampler = RandomSampler(data, generator=generator)
+    loader = DataLoader(
+        data,
+        batch_size=per_rank_batch,
+        sampler=sampler,
+        num_workers=config["workers"],
+        collate_fn=collate,
+        drop_last=len(data) >= per_rank_batch * world * 2,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+        prefetch_factor=4 if config["workers"] > 0 else None,
+        worker_init_fn=_single_threaded_worker,
+    )
+    return data, loader, sampler, generator
+
+
+def make_optimizer(config: dict[str, Any], model: nn.Module) -> torch.optim.Optimizer:
+    opt_cfg = config["optimizer"]
+    groups = _param_groups(model, opt_cfg["weight_decay"])
+    if opt_cfg["name"] == "sgd":
+        return torch.optim.SGD(groups, lr=opt_cfg["lr"], momentum=opt_cfg["momentum"], nesterov=True)
+    return torch.optim.AdamW(groups, lr=opt_cfg["lr"])
+
+
+def make_loss(config: dict[str, Any], spec: ModelSpec) -> nn.Module:
+    return MultiBoxLoss(config["loss"]["neg_pos_ratio"]) if spec.head == "ssd" else CenterNetLoss()
 
 
 def _device(name: str, local_rank: int) -> torch.device:
@@ -121,7 +180,7 @@ class _Dist:
             dist.destroy_process_group()
 
 
-def _loss(model_out: tuple[torch.Tensor, ...], targets: dict[str, torch.Tensor], head: str, fn: nn.Module):
+def step_losses(model_out: tuple[torch.Tensor, ...], targets: dict[str, torch.Tensor], head: str, fn: nn.Module):
     if head == "ssd":
         cls_logits, locs = model_out
         return fn(cls_logits, locs, targets["conf"], targets["loc"])
@@ -170,57 +229,14 @@ def _train(config: dict[str, Any], resume: str | None, dd: _Dist, device: torch.
         _, _, init = load_checkpoint(config["model"]["init"])
         model.load_state_dict(init["model"])
 
-    aug = config["augment"]
-    transform = train_transform(
-        spec.input_size,
-        mean=spec.mean[::-1] if spec.color == "rgb" else spec.mean,  # fills are drawn on BGR images
-        photometric=aug["photometric"],
-        crop=aug["crop"],
-        zoom_out=aug["zoom_out"],
-        flip=aug["flip"],
-        letterbox=spec.resize == "letterbox",
-    )
-    loss_cfg = config["loss"]
-    data = DetectionDataset(
-        train_set,
-        spec,
-        transform,
-        seed=config["seed"],
-        match_iou=loss_cfg["match_iou"],
-        min_overlap=loss_cfg["min_overlap"],
-        max_objects=loss_cfg["max_objects"],
-    )
-    per_rank_batch = max(1, config["batch_size"] // dd.world)
-    sampler: Any
-    generator = torch.Generator()
-    if dd.enabled:
-        sampler = DistributedSampler(data, num_replicas=dd.world, rank=dd.rank, seed=config["seed"], drop_last=True)
-    else:
-        sampler = RandomSampler(data, generator=generator)
-    loader = DataLoader(
-        data,
-        batch_size=per_rank_batch,
-        sampler=sampler,
-        num_workers=config["workers"],
-        collate_fn=collate,
-        drop_last=len(data) >= per_rank_batch * dd.world * 2,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
-        prefetch_factor=4 if config["workers"] > 0 else None,
-        worker_init_fn=_single_threaded_worker,
+    data, loader, sampler, generator = make_train_loader(
+        config, spec, train_set, dd.world, dd.rank, pin_memory=device.type == "cuda"
     )
     net: nn.Module = model
     if dd.enabled:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    opt_cfg = config["optimizer"]
-    groups = _param_groups(model, opt_cfg["weight_decay"])
-    if opt_cfg["name"] == "sgd":
-        optimizer: torch.optim.Optimizer = torch.optim.SGD(
-            groups, lr=opt_cfg["lr"], momentum=opt_cfg["momentum"], nesterov=True
-        )
-    else:
-        optimizer = torch.optim.AdamW(groups, lr=opt_cfg["lr"])
+    optimizer = make_optimizer(config, model)
     epochs = config["epochs"]
     steps_per_epoch = max(1, len(loader))
     total_steps = epochs * steps_per_epoch
@@ -235,7 +251,7 @@ def _train(config: dict[str, Any], resume: str | None, dd: _Dist, device: torch.
         scheduler.load_state_dict(ckpt["scheduler"])
         if "scaler" in ckpt:
             scaler.load_state_dict(ckpt["scaler"])
-    loss_fn = MultiBoxLoss(loss_cfg["neg_pos_ratio"]) if spec.head == "ssd" else CenterNetLoss()
+    loss_fn = make_loss(config, spec)
     parts = ("loc", "conf") if spec.head == "ssd" else ("heat", "size", "offset")
 
     if dd.main:
@@ -270,7 +286,7 @@ def _train(config: dict[str, Any], resume: str | None, dd: _Dist, device: torch.
             targets = {k: v.to(device, non_blocking=True) for k, v in targets.items()}
             autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
             with autocast:
-                losses = _loss(net(images), targets, spec.head, loss_fn)
+                losses = step_losses(net(images), targets, spec.head, loss_fn)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(losses[0]).backward()
             scaler.unscale_(optimizer)
