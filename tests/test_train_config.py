@@ -51,5 +51,18 @@ def test_schedules():
     assert lr_factor(100, 100, 10, cos) == pytest.approx(0.01)
     vals = [lr_factor(s, 100, 10, cos) for s in range(10, 101)]
     assert all(a >= b for a, b in itertools.pairwise(vals))
+    # a time-limited run anneals by the clock: half the time gone is half the cosine
+    assert lr_factor(20, 100, 10, cos, time_fraction=0.5) == pytest.approx(0.01 + 0.99 * 0.5)
+    assert lr_factor(20, 100, 10, cos, time_fraction=1.2) == pytest.approx(0.01)
     ms = {"name": "multistep", "milestones": [0.5, 0.75], "gamma": 0.1}
     assert [lr_factor(s, 100, 0, ms) for s in (0, 49, 50, 80)] == pytest.approx([1, 1, 0.1, 0.01])
+
+
+def test_shipped_configs_are_valid():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).parents[1] / "training" / "configs").glob("*.yaml"))
+    assert len(configs) == 4
+    for path in configs:
+        c = load_config(path)
+        assert c["time_limit_minutes"] == 25 and c["data"]["val"].endswith(":val")

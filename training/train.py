@@ -59,11 +59,15 @@ def build_spec(config: dict[str, Any], labels: tuple[str, ...]) -> ModelSpec:
     )
 
 
-def lr_factor(step: int, total: int, warmup: int, sched: dict[str, Any]) -> float:
-    """Learning-rate multiplier at iteration ``step`` of ``total``: linear warm-up, then cosine or multistep."""
+def lr_factor(step: int, total: int, warmup: int, sched: dict[str, Any], time_fraction: float = 0.0) -> float:
+    """Learning-rate multiplier at iteration ``step`` of ``total``: linear warm-up, then cosine or multistep.
+
+    ``time_fraction`` (elapsed / time limit) moves the schedule on when the wall clock, not the epoch
+    count, will end the run, so a time-limited run still anneals.
+    """
     if warmup > 0 and step < warmup:
         return 0.1 + 0.9 * step / warmup
-    progress = (step - warmup) / max(1, total - warmup)
+    progress = max((step - warmup) / max(1, total - warmup), time_fraction)
     if sched["name"] == "cosine":
         lo = sched["min_lr_ratio"]
         return lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
@@ -241,8 +245,13 @@ def _train(config: dict[str, Any], resume: str | None, dd: _Dist, device: torch.
     steps_per_epoch = max(1, len(loader))
     total_steps = epochs * steps_per_epoch
     warmup = int(config["schedule"]["warmup_epochs"] * steps_per_epoch)
+    time_limit = config["time_limit_minutes"] * 60
+
+    def time_fraction() -> float:
+        return (time.monotonic() - start_time) / time_limit if time_limit else 0.0
+
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total_steps, warmup, config["schedule"])
+        optimizer, lambda s: lr_factor(s, total_steps, warmup, config["schedule"], time_fraction())
     )
     use_amp = bool(config["amp"]) and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -268,7 +277,6 @@ def _train(config: dict[str, Any], resume: str | None, dd: _Dist, device: torch.
         if len(train_set.report):
             log.warning("training data: %s", train_set.report.summary())
     writer = _tensorboard(out) if dd.main else None
-    time_limit = config["time_limit_minutes"] * 60
     metrics: dict[str, Any] = {}
     epoch = start_epoch - 1
     stopped_early = False
