@@ -89,6 +89,7 @@ def _bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--threads", default=None, help="comma list of thread counts (default: 1 and all cores)")
     p.add_argument("--runs", type=int, default=50, help="timed runs per model (>= 50)")
+    p.add_argument("--spec", default=None, help="spec JSON for models without metadata, or 'ultraface'")
 
 
 def _camera(p: argparse.ArgumentParser) -> None:
