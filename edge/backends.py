@@ -131,6 +131,13 @@ def dequantize(q: np.ndarray, params: QuantParams) -> np.ndarray:
     """Integer -> float32: ``scale * (q - zero_point)``."""
     zp = params._broadcast(params.zero_point, np.ndim(q))
     scale = params._broadcast(params.scale, np.ndim(q))
+    q = np.asarray(q)
+    if q.dtype.kind in "iu" and q.dtype.itemsize <= 2 and np.abs(zp).max() <= 1 << 16:
+        # q - zero_point is an integer below 2**18: exact in float32, and its product with a float32 scale is
+        # exact in float64, so one float32 multiplication rounds it exactly as the float64 route below does
+        out = np.subtract(q, zp.astype(np.float32), dtype=np.float32)
+        out *= scale
+        return out
     return ((np.asarray(q, dtype=np.float32) - zp) * scale).astype(np.float32)
 
 
@@ -198,7 +205,9 @@ class TfliteBackend:
     """LiteRT / TFLite with its default XNNPACK delegate on ``threads`` threads (default: all cores).
 
     Quantised (int8/uint8) inputs and outputs are converted with each tensor's own scale and zero point,
-    so callers always pass and receive float32.
+    so callers may always pass and always receive float32; a tensor already of the quantised input's
+    integer type (``input_dtype``, as :meth:`edge.preprocess.Preprocessor.quantize_to` makes it with
+    ``input_quant``) is taken as quantised and passed through.
     """
 
     def __init__(self, path: str | os.PathLike[str], threads: int | None = None) -> None:
@@ -211,6 +220,9 @@ class TfliteBackend:
             raise ValueError(f"{self.path}: not a loadable TFLite model ({_reason(exc)})") from exc
         self._input = self._interp.get_input_details()[0]
         self._input_quant = QuantParams.from_details(self._input)
+        self.input_dtype = np.dtype(self._input["dtype"])
+        # how a float tensor becomes this model's integer input; None for a float input
+        self.input_quant = self._input_quant if np.issubdtype(self.input_dtype, np.integer) else None
         self._outputs = self._interp.get_output_details()
         self._output_quant = [QuantParams.from_details(d) for d in self._outputs]
         shape = [int(v) for v in self._input["shape"]]
@@ -235,11 +247,11 @@ class TfliteBackend:
                     f"{list(self.input_shape)} ({_reason(exc)})"
                 ) from exc
             self._current_shape = tuple(tensor.shape)
-        dtype = self._input["dtype"]
-        if self._input_quant is not None and np.issubdtype(dtype, np.integer):
-            tensor = quantize(tensor, self._input_quant, dtype)
-        else:
-            tensor = tensor.astype(dtype, copy=False)
+        if tensor.dtype != self.input_dtype:  # a tensor of the input's own type is used as it is
+            if self.input_quant is not None:
+                tensor = quantize(tensor, self.input_quant, self.input_dtype)
+            else:
+                tensor = tensor.astype(self.input_dtype, copy=False)
         self._interp.set_tensor(index, tensor)
         self._interp.invoke()
         out = {}

@@ -61,7 +61,14 @@ class FrameSlot:
             if not self._fresh and not self._cond.wait_for(lambda: self._fresh, timeout):
                 return None
             self._fresh = False
+            self._cond.notify_all()  # for wait_taken
             return self._frame
+
+    def wait_taken(self, timeout: float) -> bool:
+        """Wait until the newest frame has been taken (or none was put); False after ``timeout`` seconds.
+        For sources that should stay just one frame ahead of the detector (benchmarks)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._fresh, timeout)
 
 
 class Backoff:

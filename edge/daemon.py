@@ -20,6 +20,7 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from edge.capture import Backoff, CaptureThread, Frame, FrameSlot
@@ -30,7 +31,7 @@ from edge.http_server import HttpApp, HttpServer
 from edge.latest_result import LatestResult
 from edge.metrics import Registry
 from edge.sinks import JsonLinesSink, MqttSink, Sink
-from edge.sources import SourceOptions, gstreamer_available, open_source, redact, source_kind
+from edge.sources import CaptureSource, SourceOptions, gstreamer_available, open_source, redact, source_kind
 from edge.systemd import Watchdog, notify
 
 __all__ = ["Daemon", "cli", "config_overrides", "open_detector"]
@@ -64,7 +65,14 @@ class Daemon:
     """Wires source, detector, sinks and HTTP together; :meth:`start`, then :meth:`run` until
     :meth:`stop`, then :meth:`close`."""
 
-    def __init__(self, config: DaemonConfig, detector: Detector | None = None) -> None:
+    def __init__(
+        self,
+        config: DaemonConfig,
+        detector: Detector | None = None,
+        opener: Callable[[], CaptureSource] | None = None,
+    ) -> None:
+        """``detector``: instead of the config's model; ``opener``: what the capture thread opens instead of
+        ``config.source`` (tests and benchmarks)."""
         self.config = config
         self.source = redact(config.source)
         if source_kind(config.source) == "gstreamer" and not gstreamer_available():
@@ -77,7 +85,7 @@ class Daemon:
         self.slot = FrameSlot()
         options = SourceOptions(config.capture_width, config.capture_height, config.source_fps)
         self.capture = CaptureThread(
-            lambda: open_source(config.source, options),
+            opener or (lambda: open_source(config.source, options)),
             self.slot,
             loop=config.loop,
             pace_fps=config.source_fps,

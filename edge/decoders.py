@@ -36,7 +36,7 @@ import numpy as np
 from edge.box_coder import decode_to_corners
 from edge.heatmap_decode import decode_heatmap
 from edge.model_spec import ModelSpec
-from edge.nms import multiclass_nms
+from edge.nms import multiclass_nms, one_class_nms
 
 __all__ = ["CENTERNET_NAMES", "SSD_NAMES", "CenterNetDecoder", "Decoded", "SSDDecoder", "make_decoder"]
 
@@ -111,8 +111,31 @@ class SSDDecoder:
             raise ValueError(f"SSDDecoder needs an SSD spec with priors, got head {spec.head!r}")
         self.spec = spec
         self.priors = np.asarray(priors, dtype=np.float32)
+        self._prior_xy = np.ascontiguousarray(self.priors[:, :2])
+        self._prior_wh = np.ascontiguousarray(self.priors[:, 2:])
         self._scale = np.array([spec.input_width, spec.input_height] * 2, dtype=np.float32)
         self._roles: tuple[str, str, str] | None = None  # (scores name, box name, "locations" | "boxes")
+
+    def _decode(self, regress: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """:func:`edge.box_coder.decode_to_corners` of the given rows: for float32 regressions the same
+        float32 operations in the same order (``w / 2`` as ``w * 0.5``: the same number), in place."""
+        assert self.spec.priors is not None
+        cv, sv = self.spec.priors.center_variance, self.spec.priors.size_variance
+        if regress.dtype != np.float32:
+            return decode_to_corners(regress[rows], self.priors[rows], cv, sv)
+        loc = regress[rows]
+        prior_wh = self._prior_wh[rows]
+        centre = loc[:, :2] * cv
+        centre *= prior_wh
+        centre += self._prior_xy[rows]
+        half = loc[:, 2:] * sv
+        np.exp(half, out=half)
+        half *= prior_wh
+        half *= 0.5
+        boxes = np.empty_like(loc)
+        np.subtract(centre, half, out=boxes[:, :2])
+        np.add(centre, half, out=boxes[:, 2:])
+        return boxes
 
     def resolve(self, outputs: Mapping[str, np.ndarray]) -> tuple[str, str, str]:
         """``(scores output, box output, "locations" or "boxes")`` by the module's rule."""
@@ -174,16 +197,23 @@ class SSDDecoder:
                 f"SSD outputs: {len(regress)} box regressions but {len(self.priors)} priors for input "
                 f"{self.spec.input_width}x{self.spec.input_height}; is the spec's input size or prior config wrong?"
             )
-        obj = scores[:, 1:]
         # Only rows that can pass the threshold are decoded; NMS sees exactly the same candidates.
-        rows = np.flatnonzero((obj > self.spec.score_threshold).any(axis=1))
-        boxes = (
-            decode_to_corners(
-                regress[rows], self.priors[rows], self.spec.priors.center_variance, self.spec.priors.size_variance
-            )
-            if box_role == "locations"
-            else regress[rows]
-        )
+        spec = self.spec
+        if scores.shape[1] == 2:  # one class: its candidates straight to NMS
+            column = scores[:, 1]
+            rows = (column > spec.score_threshold).nonzero()[0]
+            boxes = self._decode(regress, rows) if box_role == "locations" else regress[rows]
+            cand = column[rows]
+            keep = one_class_nms(boxes, cand, spec.iou_threshold, spec.top_k, spec.max_candidates)
+            kept_boxes, kept_scores = boxes[keep] * self._scale, cand[keep]
+            if kept_boxes.dtype != np.float32:
+                kept_boxes = kept_boxes.astype(np.float32)
+            if kept_scores.dtype != np.float32:
+                kept_scores = kept_scores.astype(np.float32)
+            return kept_boxes, kept_scores, np.zeros(len(keep), dtype=np.int64)
+        obj = scores[:, 1:]
+        rows = np.flatnonzero((obj > spec.score_threshold).any(axis=1))
+        boxes = self._decode(regress, rows) if box_role == "locations" else regress[rows]
         boxes, kept, cls = multiclass_nms(
             boxes,
             obj[rows],

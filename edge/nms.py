@@ -6,15 +6,34 @@ A box is suppressed when its IoU with a kept, higher-scoring box of the same cla
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from edge.boxes import as_boxes, pairwise_iou
 
-__all__ = ["batched_nms", "multiclass_nms", "nms", "soft_nms"]
+__all__ = ["batched_nms", "multiclass_nms", "nms", "one_class_nms", "soft_nms"]
+
+
+_FAST_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _boxes(boxes: np.ndarray, name: str) -> np.ndarray:
+    """:func:`edge.boxes.as_boxes`, short-cut for the finite float ``[N, 4]`` arrays of the hot path (the
+    same array back, the same errors otherwise)."""
+    if (
+        type(boxes) is np.ndarray
+        and boxes.dtype in _FAST_DTYPES
+        and boxes.ndim == 2
+        and boxes.shape[1] == 4
+        and math.isfinite(boxes.sum())  # a NaN or an infinity makes the sum one; an overflow takes the long way
+    ):
+        return boxes
+    return as_boxes(boxes, name)
 
 
 def _check(boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    boxes = as_boxes(boxes, "boxes")
+    boxes = _boxes(boxes, "boxes")
     scores = np.asarray(scores, dtype=np.float64)
     if boxes.ndim != 2 or scores.shape != (len(boxes),):
         raise ValueError(f"nms: boxes {list(boxes.shape)} and scores {list(scores.shape)} must be [N, 4] and [N]")
@@ -23,31 +42,64 @@ def _check(boxes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return boxes, scores
 
 
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, top_k: int = -1) -> np.ndarray:
-    """Greedy hard NMS over corner boxes; returns kept indices, best score first (at most ``top_k``).
+def _self_iou(corners: np.ndarray) -> np.ndarray:
+    """``pairwise_iou(boxes, boxes)`` from the checked boxes' C-contiguous ``corners [4, N]`` (rows x1, y1,
+    x2, y2): the same float operations in the same order (so bit-identical), one coordinate at a time,
+    in place."""
+    x1, y1, x2, y2 = corners
+    inter = np.minimum(x2[:, None], x2)
+    inter -= np.maximum(x1[:, None], x1)
+    np.maximum(inter, 0, out=inter)
+    h = np.minimum(y2[:, None], y2)
+    h -= np.maximum(y1[:, None], y1)
+    np.maximum(h, 0, out=h)
+    area = inter.diagonal() * h.diagonal()  # on the diagonal: each box's own clipped width and height
+    inter *= h
+    union = np.add(area[:, None], area, out=h)
+    union -= inter
+    # Rounding is monotonic, so inter <= min(area_i, area_j) and every union is > 0 when every area is.
+    if area.min() > 0:
+        inter /= union
+        return inter
+    out = np.zeros_like(inter)
+    np.divide(inter, union, out=out, where=union > 0)
+    return out
 
-    The IoU matrix of the candidates is computed once; the loop runs once per *kept* box, each step a
-    vectorised row operation.
+
+def _greedy(corners: np.ndarray, iou_threshold: float, top_k: int) -> np.ndarray:
+    """Hard NMS over checked boxes, given as C-contiguous ``corners [4, N]`` sorted best first: the
+    positions kept (at most ``top_k``).
+
+    The IoU matrix is computed once and each row packed into a Python integer bit set, so the loop —
+    once per *kept* box — is a few integer operations.
     """
-    boxes, scores = _check(boxes, scores)
-    order = np.argsort(-scores, kind="stable")
-    if len(order) == 0:
-        return order.astype(np.int64)
-    iou = pairwise_iou(boxes[order], boxes[order])
-    alive = np.ones(len(order), dtype=bool)
+    n = corners.shape[1]
+    if n <= 1:
+        return np.arange(n, dtype=np.int64)
+    # IoU is never NaN here (finite boxes, empty unions give 0), so "not <= threshold" is "> threshold"
+    suppress = np.packbits(_self_iou(corners) > iou_threshold, axis=1, bitorder="little")
+    row = suppress.shape[1]
+    rows = suppress.tobytes()
+    alive = (1 << n) - 1  # bit i: position i still a candidate
     keep: list[int] = []
-    i = 0
-    while i < len(order):
+    while alive:
+        i = (alive & -alive).bit_length() - 1  # the best one left
         keep.append(i)
         if len(keep) == top_k:
             break
-        alive[i:] &= iou[i, i:] <= iou_threshold
-        alive[i] = False
-        rest = np.flatnonzero(alive[i:])
-        if rest.size == 0:
-            break
-        i += int(rest[0])
-    return order[np.asarray(keep, dtype=np.int64)]
+        alive &= ~int.from_bytes(rows[i * row : (i + 1) * row], "little")
+        alive &= ~(1 << i)
+    return np.asarray(keep, dtype=np.int64)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, top_k: int = -1) -> np.ndarray:
+    """Greedy hard NMS over corner boxes; returns kept indices, best score first (at most ``top_k``).
+
+    The IoU matrix of the candidates is computed once; the loop runs once per *kept* box.
+    """
+    boxes, scores = _check(boxes, scores)
+    order = np.argsort(-scores, kind="stable")
+    return order[_greedy(np.ascontiguousarray(boxes[order].T), iou_threshold, top_k)]
 
 
 def _offset_by_class(boxes: np.ndarray, class_ids: np.ndarray) -> np.ndarray:
@@ -84,10 +136,20 @@ def multiclass_nms(
     them go through NMS (UltraFace's ``candidate_size``), and the best ``top_k`` survivors over all
     classes are returned as ``(boxes [K, 4], scores [K], class_ids [K])``, best first.
     """
-    boxes = as_boxes(boxes, "boxes")
+    boxes = _boxes(boxes, "boxes")
     scores = np.asarray(scores)
     if scores.ndim != 2 or len(scores) != len(boxes):
         raise ValueError(f"multiclass_nms: scores must be [N, C] with N = {len(boxes)}, got {list(scores.shape)}")
+    if scores.shape[1] == 1:  # the common one-class head: no class bookkeeping
+        column = scores[:, 0]
+        box_idx = np.flatnonzero(column > score_threshold)
+        if len(box_idx) < len(column):
+            cand_boxes, cand_scores = boxes[box_idx], column[box_idx]
+        else:  # every box is a candidate (callers often pass only those)
+            box_idx, cand_boxes, cand_scores = None, boxes, column
+        keep = _one_class(cand_boxes, cand_scores, iou_threshold, top_k, max_candidates)
+        kept = keep if box_idx is None else box_idx[keep]
+        return boxes[kept], column[kept].astype(np.float32), np.zeros(len(kept), dtype=np.int64)
     box_idx, cls = np.nonzero(scores > score_threshold)
     cand_scores = scores[box_idx, cls]
     if max_candidates > 0 and len(cand_scores) > max_candidates:
@@ -98,8 +160,71 @@ def multiclass_nms(
         rank = np.arange(len(order)) - first
         sel = np.sort(order[rank < max_candidates])
         box_idx, cls, cand_scores = box_idx[sel], cls[sel], cand_scores[sel]
-    keep = batched_nms(boxes[box_idx], cand_scores, cls, iou_threshold, top_k)
-    return boxes[box_idx[keep]], cand_scores[keep].astype(np.float32), cls[keep].astype(np.int64)
+    cand_boxes = boxes[box_idx]
+    order = np.argsort(-cand_scores, kind="stable")  # candidates exceed the threshold: never NaN
+    keep = order[_greedy(np.ascontiguousarray(_offset_by_class(cand_boxes, cls)[order].T), iou_threshold, top_k)]
+    return cand_boxes[keep], cand_scores[keep].astype(np.float32), cls[keep].astype(np.int64)
+
+
+def one_class_nms(
+    boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, top_k: int = 200, max_candidates: int = 200
+) -> np.ndarray:
+    """Indices kept of one class's candidates — ``boxes [N, 4]`` and ``scores [N]`` already above the
+    score threshold — best first: exactly what :func:`multiclass_nms` keeps for a one-column score
+    matrix, without thresholding again (for decoders that threshold before decoding)."""
+    boxes = _boxes(boxes, "boxes")
+    scores = np.asarray(scores)
+    if scores.shape != (len(boxes),):
+        raise ValueError(f"one_class_nms: scores {list(scores.shape)} must be [{len(boxes)}]")
+    return _one_class(boxes, scores, iou_threshold, top_k, max_candidates)
+
+
+SMALL = 12  # up to this many candidates, plain Python floats beat a dozen numpy calls on tiny arrays
+
+
+def _one_class(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, top_k: int, max_candidates: int):
+    """Hard NMS of one class's checked candidates: the best ``max_candidates`` by score (ties: lower
+    index), then :func:`_greedy` (:func:`_greedy_small` for a few); kept positions, best first. The IoU is
+    computed in float64 as :func:`batched_nms` does (there on boxes shifted by their minimum, which for
+    float32 boxes is exact and so changes nothing; float64 boxes get the same shift)."""
+    order = np.argsort(-scores, kind="stable")  # candidates exceed the threshold: never NaN
+    if 0 < max_candidates < len(order):
+        order = order[:max_candidates]
+    ranked = boxes[order]
+    if len(order) <= SMALL:
+        rows = ranked.tolist()  # float32 -> Python float (float64) is exact
+        if rows and boxes.dtype != np.float32:
+            low = float(ranked.min())
+            rows = [[v - low for v in row] for row in rows]
+        return order[_greedy_small(rows, iou_threshold, top_k)]
+    corners = ranked.T.astype(np.float64, order="C")
+    if boxes.dtype != np.float32:
+        corners -= corners.min()
+    return order[_greedy(corners, iou_threshold, top_k)]
+
+
+def _greedy_small(rows: list[list[float]], iou_threshold: float, top_k: int) -> list[int]:
+    """:func:`_greedy` for a few boxes (corner rows, best first) in plain Python floats: the same float64
+    operations in the same order as :func:`_self_iou`, so the same decisions."""
+    areas = [max(x2 - x1, 0.0) * max(y2 - y1, 0.0) for x1, y1, x2, y2 in rows]
+    alive = list(range(len(rows)))
+    keep: list[int] = []
+    while alive:
+        i = alive[0]
+        keep.append(i)
+        if len(keep) == top_k:
+            break
+        x1, y1, x2, y2 = rows[i]
+        area = areas[i]
+        rest = []
+        for j in alive[1:]:
+            u1, v1, u2, v2 = rows[j]
+            inter = max(min(x2, u2) - max(x1, u1), 0.0) * max(min(y2, v2) - max(y1, v1), 0.0)
+            union = area + areas[j] - inter
+            if not (inter / union if union > 0 else 0.0) > iou_threshold:
+                rest.append(j)
+        alive = rest
+    return keep
 
 
 def soft_nms(
