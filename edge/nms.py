@@ -179,7 +179,7 @@ def one_class_nms(
     return _one_class(boxes, scores, iou_threshold, top_k, max_candidates)
 
 
-SMALL = 12  # up to this many candidates, plain Python floats beat a dozen numpy calls on tiny arrays
+_SMALL = 12  # up to this many candidates, plain Python floats beat a dozen numpy calls on tiny arrays
 
 
 def _one_class(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, top_k: int, max_candidates: int):
@@ -191,7 +191,7 @@ def _one_class(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, top_
     if 0 < max_candidates < len(order):
         order = order[:max_candidates]
     ranked = boxes[order]
-    if len(order) <= SMALL:
+    if len(order) <= _SMALL:
         rows = ranked.tolist()  # float32 -> Python float (float64) is exact
         if rows and boxes.dtype != np.float32:
             low = float(ranked.min())
