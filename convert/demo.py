@@ -162,6 +162,7 @@ def _stage_video(s: DemoSettings, state: dict[str, Any]) -> dict[str, Any]:
     import cv2
 
     from edge.draw import draw_detections
+    from edge.media import iter_video
 
     ckpts = state.get("checkpoints", {})
     if not ckpts:
@@ -175,18 +176,13 @@ def _stage_video(s: DemoSettings, state: dict[str, Any]) -> dict[str, Any]:
     synthetic.render_video(video, frames=s.video_frames, size=s.input_size, seed=1)
     detector = detector_mod.Detector.from_model(model)
     annotated = s.out / "video" / "annotated.avi"
-    cap = cv2.VideoCapture(str(video))
     writer = cv2.VideoWriter(str(annotated), cv2.VideoWriter_fourcc(*"MJPG"), 15.0, s.input_size)
     frames = found = 0
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
+    for _, frame in iter_video(video):
         dets = detector.detect(frame)
         frames += 1
         found += len(dets)
         writer.write(draw_detections(frame, dets))
-    cap.release()
     writer.release()
     return {
         "model": str(model),

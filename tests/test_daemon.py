@@ -30,7 +30,7 @@ import yaml
 from conftest import REPO, shared_path
 
 from edge.detector import Detection, Detector
-from edge.media import list_images
+from edge.media import iter_video, list_images
 from edge.model_spec import ModelSpec
 from edge.priors import PriorConfig
 
@@ -111,15 +111,7 @@ def blob_frames(n: int = 24) -> list[np.ndarray]:
 
 
 def read_frames(path: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return frames
+    return [frame for _, frame in iter_video(path)]
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import REPO, shared_path
+from tests_support import brute_iou
 
 from edge.backends import OnnxBackend
 from edge.decoders import SSDDecoder
@@ -36,14 +37,6 @@ def model(name):
 # --------------------------------------------------------------------- brute-force UltraFace reference
 
 
-def _iou(a, b) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def reference_postprocess(scores, boxes, prob_threshold, iou_threshold=0.3, candidate_size=200):
     """UltraFace's predict(): per class, keep probs > threshold, best ``candidate_size`` by score, greedy
     hard NMS dropping IoU > ``iou_threshold``. Plain loops; returns [(class id, score, box)], best first."""
@@ -55,7 +48,7 @@ def reference_postprocess(scores, boxes, prob_threshold, iou_threshold=0.3, cand
         while cands:
             score, i = cands.pop(0)
             found.append((cls - 1, score, [float(v) for v in boxes[i]]))
-            cands = [(s, j) for s, j in cands if _iou(boxes[i], boxes[j]) <= iou_threshold]
+            cands = [(s, j) for s, j in cands if brute_iou(boxes[i], boxes[j]) <= iou_threshold]
     found.sort(key=lambda t: -t[1])
     return found
 

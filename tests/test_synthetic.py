@@ -12,6 +12,7 @@ import pytest
 from edge.datasets import generate_synthetic, read_voc, render_video, synthetic_root
 from edge.datasets.synthetic import scene_rng
 from edge.datasets.synthetic_scene import SHAPES, render_scene
+from edge.media import iter_video
 
 
 def colour_box(image: np.ndarray, colour: tuple[int, int, int], box: tuple[int, int, int, int], margin: int = 3):
@@ -111,14 +112,7 @@ def test_video_round_trips_frame_count_and_size(tmp_path: Path, suffix: str):
     path = tmp_path / f"clip{suffix}"
     truth = render_video(path, frames=12, size=(160, 120), seed=2)
     assert len(truth) == 12
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
+    frames = [frame for _, frame in iter_video(path)]
     assert len(frames) == 12 and all(f.shape == (120, 160, 3) for f in frames)
     for t in truth:
         assert t.boxes.shape[1] == 4 and len(t.boxes) == len(t.labels) > 0
