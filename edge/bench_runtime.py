@@ -16,8 +16,11 @@ newest frame in a :class:`edge.capture.FrameSlot`, the main loop takes it, runs
 :meth:`edge.detector.Detector.detect` and publishes (:func:`edge.events.build_event` + one line written
 by :class:`edge.sinks.JsonLinesSink`). It prints the median time of each stage per frame — capture
 (waiting for the slot), preprocess, inference, decode/NMS, publish — the share of the frame spent
-outside inference, and the sustained frame rate, of this instrumented loop and of the real
-:class:`edge.daemon.Daemon` loop on the same detector, against ``1 / inference``. The frames are
+outside inference, and the sustained frame rate, of this instrumented loop; then the same loop
+pipelined as the daemon runs it by default (:class:`edge.pipeline.Pipeline`: inference in its own thread,
+overlapped with the rest), where what a frame costs beyond inference is its period minus its inference
+time; and the frame rate of the real :class:`edge.daemon.Daemon` loop on the same detector, all against
+``1 / inference``. The frames are
 decoded from ``--source`` once, up front (resized to ``--size``), and replayed by a camera emulator
 (:class:`ReplaySource`): by default a camera always exactly one frame ahead of the detector — a new frame
 is in the slot whenever the detector comes for one, so the figures are the detector loop's own — or
@@ -51,6 +54,7 @@ from edge.detector import Detector, load_spec
 from edge.events import build_event
 from edge.media import IMAGE_SUFFIXES, iter_video, list_images, read_image
 from edge.model_spec import ModelSpec
+from edge.pipeline import Pipeline
 from edge.sinks import JsonLinesSink
 from edge.sources import CaptureSource
 
@@ -466,6 +470,46 @@ def _instrumented_loop(
     return times, len(times.frame) / (end - start)
 
 
+def _pipelined_loop(
+    detector: Detector, slot: FrameSlot, sink: JsonLinesSink, name: str, seconds: float, warmup: int
+) -> tuple[list[float], list[float], float]:
+    """The daemon's pipelined loop (:class:`edge.pipeline.Pipeline`, inference in its own thread):
+    ``(frame periods ms, inference ms, frames per second)``; a frame's period is the time between its
+    result and the previous one's, so ``period - inference`` is what the frame costs beyond inference."""
+    periods: list[float] = []
+    inference: list[float] = []
+    clock = time.perf_counter
+    done = 0
+    start = last = 0.0
+
+    def publish(result: tuple[Any, list[Any]] | None) -> None:
+        nonlocal done, start, last
+        if result is None:
+            return
+        frame, detections = result
+        sink.emit(build_event("bench", name, frame, detections, detector.last_timings))
+        now = clock()
+        done += 1
+        if done > warmup:
+            periods.append((now - last) * 1e3)
+            inference.append(detector.last_timings.inference_ms)
+        elif done == warmup:
+            start = now
+        last = now
+
+    with Pipeline(detector) as pipeline:
+        while done <= warmup or last - start < seconds:
+            frame = slot.take(timeout=2.0)
+            if frame is None:
+                raise RuntimeError("frame benchmark: the capture thread delivered no frame for 2 s")
+            publish(pipeline.push(frame.image, frame))
+            wait_s = min(detector.last_timings.inference_ms / 1e3 * 1.5, 0.25)
+            if not slot.wait_fresh(wait_s):
+                publish(pipeline.flush())
+        publish(pipeline.flush())
+    return periods, inference, len(periods) / (last - start)
+
+
 def _daemon_fps(
     detector: Detector, source_for: Callable[[FrameSlot], CaptureSource], events: Path, seconds: float, warmup_s: float
 ) -> float:
@@ -535,6 +579,7 @@ def bench_frame(
         capture.start()
         try:
             times, loop_fps = _instrumented_loop(detector, slot, sink, source_name, seconds, warmup)
+            periods, piped_inference, piped_fps = _pipelined_loop(detector, slot, sink, source_name, seconds, warmup)
         finally:
             capture.stop()
             capture.join(timeout=2.0)
@@ -569,6 +614,10 @@ def bench_frame(
         "non_inference_share": _median([o / f for o, f in zip(other, times.frame, strict=True)]),
         "non_inference_share_total": float(np.sum(other) / np.sum(times.frame)),
         "loop_fps": loop_fps,
+        "pipelined_period_ms": _median(periods),
+        "pipelined_inference_ms": _median(piped_inference),
+        "pipelined_non_inference_share": 1.0 - float(np.sum(piped_inference) / np.sum(periods)),
+        "pipelined_fps": piped_fps,
         "daemon_fps": daemon_fps,
         "inference_fps": 1e3 / inference_ms,
     }
@@ -593,6 +642,13 @@ def print_frame(r: Mapping[str, Any], threads: int | None, model: str, share: fl
     inf_fps = r["inference_fps"]
     print(f"1 / inference: {inf_fps:.1f} fps")
     print(f"sustained, instrumented loop: {r['loop_fps']:.1f} fps = {r['loop_fps'] / inf_fps:.1%} of 1 / inference")
+    piped = r["pipelined_non_inference_share"]
+    print(
+        f"pipelined (inference in its own thread, as edge.daemon runs by default): frame period "
+        f"{r['pipelined_period_ms']:.3f} ms (median), inference {r['pipelined_inference_ms']:.3f} ms; "
+        f"outside inference {piped:.1%} of all frame time; {r['pipelined_fps']:.1f} fps = "
+        f"{r['pipelined_fps'] / inf_fps:.1%} of 1 / inference"
+    )
     if r["daemon_fps"] is not None:
         fps = r["daemon_fps"]
         print(f"sustained, edge.daemon loop:  {fps:.1f} fps = {fps / inf_fps:.1%} of 1 / inference")
@@ -600,11 +656,11 @@ def print_frame(r: Mapping[str, Any], threads: int | None, model: str, share: fl
         f"frames captured {r['captured']}, replaced before use {r['dropped']}; "
         f"{r['detections_per_frame']:.2f} detections/frame"
     )
-    fps = r["daemon_fps"] if r["daemon_fps"] is not None else r["loop_fps"]
-    ok = r["non_inference_share"] <= share and fps >= (1.0 - fps_ratio) * inf_fps
+    fps = r["daemon_fps"] if r["daemon_fps"] is not None else r["pipelined_fps"]
+    ok = piped <= share and fps >= (1.0 - fps_ratio) * inf_fps
     print(
-        f"target: outside inference <= {share:.0%} of the frame, sustained fps within {fps_ratio:.0%} of "
-        f"1 / inference: {'met' if ok else 'NOT met'}"
+        f"target (pipelined, the daemon's default): outside inference <= {share:.0%} of the frame time, "
+        f"sustained fps within {fps_ratio:.0%} of 1 / inference: {'met' if ok else 'NOT met'}"
     )
 
 

@@ -64,6 +64,11 @@ class FrameSlot:
             self._cond.notify_all()  # for wait_taken
             return self._frame
 
+    def wait_fresh(self, timeout: float) -> bool:
+        """Wait until an untaken frame is in the slot (without taking it); False after ``timeout`` seconds."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._fresh, timeout)
+
     def wait_taken(self, timeout: float) -> bool:
         """Wait until the newest frame has been taken (or none was put); False after ``timeout`` seconds.
         For sources that should stay just one frame ahead of the detector (benchmarks)."""

@@ -25,11 +25,12 @@ from typing import Any
 
 from edge.capture import Backoff, CaptureThread, Frame, FrameSlot
 from edge.daemon_config import DaemonConfig, load_config, parse_http_address
-from edge.detector import Detector, load_spec
+from edge.detector import Detection, Detector, load_spec
 from edge.events import build_event
 from edge.http_server import HttpApp, HttpServer
 from edge.latest_result import LatestResult
 from edge.metrics import Registry
+from edge.pipeline import Pipeline
 from edge.sinks import JsonLinesSink, MqttSink, Sink
 from edge.sources import CaptureSource, SourceOptions, gstreamer_available, open_source, redact, source_kind
 from edge.systemd import Watchdog, notify
@@ -219,40 +220,78 @@ class Daemon:
         self.capture.stop()
 
     def run(self) -> int:
-        """Detect on the newest frame until :meth:`stop`; returns the exit status (0)."""
+        """Detect on the newest frame until :meth:`stop`; returns the exit status (0).
+
+        With ``pipeline`` (the default) inference runs in its own thread (:class:`edge.pipeline.Pipeline`)
+        while this loop publishes the previous frame and prepares the next. A frame stays in flight only
+        while the next one arrives within about one inference time; otherwise (a camera slower than the
+        detector) it is finished at once, so pipelining never adds a camera period of latency."""
         watchdog = Watchdog()
         gap = 1.0 / self.config.max_fps if self.config.max_fps else 0.0
         next_at = 0.0
         next_status = time.monotonic() + STATUS_EVERY_S
-        while not self.stopping.is_set():
-            now = time.monotonic()
-            self.heartbeat = now
-            if watchdog.enabled and self.health()[0]:
-                watchdog.ping()
-            if now >= next_status:
-                next_status = now + STATUS_EVERY_S
-                self._log_status()
-            if gap and now < next_at:
-                self.stopping.wait(min(next_at - now, 0.25))
-                continue
-            frame = self.slot.take(timeout=0.25)
-            if frame is None:
-                continue
-            self.process(frame)
-            if gap:
-                next_at = max(next_at + gap, time.monotonic() - gap)
+        pipeline = Pipeline(self.detector) if self.config.pipeline and not gap else None
+        try:
+            while not self.stopping.is_set():
+                now = time.monotonic()
+                self.heartbeat = now
+                if watchdog.enabled and self.health()[0]:
+                    watchdog.ping()
+                if now >= next_status:
+                    next_status = now + STATUS_EVERY_S
+                    self._log_status()
+                if gap and now < next_at:
+                    self.stopping.wait(min(next_at - now, 0.25))
+                    continue
+                frame = self.slot.take(timeout=0.25)
+                if frame is None:
+                    continue
+                if pipeline is None:
+                    self.process(frame)
+                else:
+                    self._pipelined(pipeline, frame)
+                if gap:
+                    next_at = max(next_at + gap, time.monotonic() - gap)
+        finally:
+            if pipeline is not None:
+                self._guarded(pipeline.flush)
+                pipeline.close()
         return 0
+
+    def _pipelined(self, pipeline: Pipeline, frame: Frame) -> None:
+        """Start ``frame``, publish the one before it; finish ``frame`` too unless the next comes soon."""
+        self._guarded(lambda: pipeline.push(frame.image, frame))
+        wait_s = min(self.detector.last_timings.inference_ms / 1e3 * 1.5, 0.25)
+        if pipeline.in_flight and not self.slot.wait_fresh(wait_s):
+            self._guarded(pipeline.flush)
+
+    def _guarded(self, step: Callable[[], tuple[Frame, list[Detection]] | None]) -> None:
+        """Run a pipeline step and publish what it finished; a failure is counted, never fatal."""
+        try:
+            done = step()
+        except Exception as exc:  # one bad frame or a runtime hiccup must not end the daemon
+            self._failed(exc, "a frame")
+            return
+        if done is not None:
+            self.publish(*done)
+
+    def _failed(self, exc: Exception, what: str) -> None:
+        self.m_errors.inc()
+        self._failures += 1
+        if self._failures <= 3 or self._failures % 100 == 0:
+            log.error("detector failed on %s (%d so far): %s", what, self._failures, exc)
 
     def process(self, frame: Frame) -> dict[str, Any] | None:
         """Detect on ``frame``, update metrics and the latest result, emit the event; the event."""
         try:
             detections = self.detector.detect(frame.image)
         except Exception as exc:  # one bad frame or a runtime hiccup must not end the daemon
-            self.m_errors.inc()
-            self._failures += 1
-            if self._failures <= 3 or self._failures % 100 == 0:
-                log.error("detector failed on frame %d (%d so far): %s", frame.index, self._failures, exc)
+            self._failed(exc, f"frame {frame.index}")
             return None
+        return self.publish(frame, detections)
+
+    def publish(self, frame: Frame, detections: list[Detection]) -> dict[str, Any]:
+        """Metrics, the latest result and the event for a detected frame (timings: the detector's last)."""
         timings = self.detector.last_timings
         self.m_processed.inc()
         self.m_latency.observe(timings.total_ms / 1e3)

@@ -93,6 +93,7 @@ class DaemonConfig:
     capture_width: int | None = None  # requested from V4L2 devices
     capture_height: int | None = None
     max_fps: float = 0.0  # most inferences per second (0: as fast as frames come)
+    pipeline: bool = True  # inference in its own thread, overlapping the rest (not with max_fps: frames are spaced)
     stall_timeout_s: float = 60.0  # /healthz 503 and no watchdog ping when a thread makes no progress this long
     http: HttpConfig = field(default_factory=HttpConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
@@ -342,6 +343,7 @@ def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | N
         capture_width=s.integer("capture_width", None, 1, 16384),
         capture_height=s.integer("capture_height", None, 1, 16384),
         max_fps=s.number("max_fps", 0.0, 0.0, 1000.0),
+        pipeline=s.flag("pipeline", True),
         stall_timeout_s=s.number("stall_timeout_s", 60.0, 1.0, 86400.0),
         http=_http(s._get("http", None), where),
         events=_events(s._get("events", None), where),

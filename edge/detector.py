@@ -20,7 +20,7 @@ from edge.decoders import CenterNetDecoder, SSDDecoder, make_decoder
 from edge.model_spec import ModelSpec
 from edge.preprocess import Preprocessor, Transform
 
-__all__ = ["Detection", "Detector", "StageTimings", "load_spec"]
+__all__ = ["Detection", "Detector", "Inferred", "Prepared", "StageTimings", "load_spec"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,25 @@ def _check_input(backend: Backend, spec: ModelSpec) -> ModelSpec:
     return spec
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A frame after :meth:`Detector.prepare`: the input tensor and the mapping back to the frame."""
+
+    tensor: np.ndarray
+    transform: Transform
+    preprocess_ms: float
+
+
+@dataclass(frozen=True)
+class Inferred:
+    """A frame after :meth:`Detector.infer`: the backend's outputs, by name."""
+
+    outputs: dict[str, np.ndarray]
+    transform: Transform
+    preprocess_ms: float
+    inference_ms: float
+
+
 class Detector:
     """Runs a model on BGR frames and returns :class:`Detection` objects in frame pixels."""
 
@@ -140,6 +159,13 @@ class Detector:
 
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
         """Detections on one BGR uint8 frame, best first; timings in :attr:`last_timings`."""
+        return self.finish(self.infer(self.prepare(frame_bgr)))
+
+    # The three stages of detect(), separately, so that edge.pipeline can run inference in its own thread
+    # while the caller prepares the next frame and finishes the previous one.
+
+    def prepare(self, frame_bgr: np.ndarray) -> Prepared:
+        """Stage 1: the frame as the model's input tensor (any thread)."""
         t0 = time.perf_counter()
         # A backend is done with its input when run() returns, so input buffers are reused: no allocation
         # and no page faults per frame. pop() and append() are atomic, so threads never share one.
@@ -148,13 +174,21 @@ class Detector:
         except IndexError:
             buffer = None
         tensor, transform = self.preprocess(frame_bgr, out=buffer)
-        t1 = time.perf_counter()
-        outputs = self.backend.run(tensor)
-        self._spare_inputs.append(tensor)
-        t2 = time.perf_counter()
-        detections = self.decode(outputs, transform)
-        t3 = time.perf_counter()
-        self.last_timings = StageTimings((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
+        return Prepared(tensor, transform, (time.perf_counter() - t0) * 1e3)
+
+    def infer(self, prepared: Prepared) -> Inferred:
+        """Stage 2: run the backend (one thread at a time: backends are not re-entrant)."""
+        t0 = time.perf_counter()
+        outputs = self.backend.run(prepared.tensor)
+        self._spare_inputs.append(prepared.tensor)
+        return Inferred(outputs, prepared.transform, prepared.preprocess_ms, (time.perf_counter() - t0) * 1e3)
+
+    def finish(self, inferred: Inferred) -> list[Detection]:
+        """Stage 3: decode + NMS into frame pixels; sets :attr:`last_timings` for this frame."""
+        t0 = time.perf_counter()
+        detections = self.decode(inferred.outputs, inferred.transform)
+        decode_ms = (time.perf_counter() - t0) * 1e3
+        self.last_timings = StageTimings(inferred.preprocess_ms, inferred.inference_ms, decode_ms)
         return detections
 
     def decode(self, outputs: dict[str, np.ndarray], transform: Transform) -> list[Detection]:

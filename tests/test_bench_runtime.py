@@ -146,10 +146,12 @@ def test_frame_bench_runs_the_daemon_loop_and_reports_every_stage(capsys):
     assert result["frames"] > 5 and result["detections_per_frame"] > 0 and result["frame_size"] == "640x480"
     assert result["frame_ms"] >= st["inference"] and 0 < result["non_inference_share"] < 1
     assert result["loop_fps"] > 0 and result["daemon_fps"] > 0 and result["captured"] >= result["frames"]
-    assert backend.calls > result["frames"]  # the instrumented loop, then the daemon's
+    assert backend.calls > result["frames"]  # the instrumented loop, then the pipelined one, then the daemon's
+    assert result["pipelined_fps"] > 0 and result["pipelined_period_ms"] > 0
+    assert 0 < result["pipelined_inference_ms"] and result["pipelined_non_inference_share"] < 1
     print_frame(result, 1, "fake.onnx", 0.15, 0.15)
     out = capsys.readouterr().out
-    for word in (*STAGES, "frame", "outside inference", "instrumented loop", "edge.daemon loop", "target"):
+    for word in (*STAGES, "frame", "outside inference", "instrumented loop", "pipelined", "edge.daemon loop", "target"):
         assert word in out
 
 

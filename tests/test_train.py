@@ -11,7 +11,7 @@ import torch
 
 from training.checkpoint import load_checkpoint
 from training.config import load_config
-from training.train import train
+from training.train import build_spec, make_train_loader, train
 
 TINY = [
     "data.train=synthetic:24:train",
@@ -42,6 +42,30 @@ def test_tiny_run_writes_checkpoints_and_metrics(tmp_path, head):
     rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert all(float(r["loss"]) > 0 and "AP50" in r for r in rows)
+
+
+def _epoch_batches(config, epochs):
+    from edge.datasets.spec import load_dataset
+
+    spec = build_spec(config, ("circle", "square", "triangle"))
+    data, loader, sampler, generator = make_train_loader(config, spec, load_dataset(config["data"]["train"]))
+    out = []
+    for epoch in range(epochs):
+        data.set_epoch(epoch)
+        generator.manual_seed(epoch)
+        sampler.set_epoch(epoch)
+        out.append(torch.cat([images for images, _ in loader]))
+    return out
+
+
+def test_persistent_workers_augment_with_each_epochs_randomness():
+    """Workers live across epochs, yet each epoch's batches are exactly those of in-process loading."""
+    base = [*TINY[:5], "data.train=synthetic:16:train", "batch_size=4"]
+    in_process = _epoch_batches(load_config(None, [*base, "workers=0"]), 3)
+    workers = _epoch_batches(load_config(None, [*base, "workers=2"]), 3)
+    for epoch, (a, b) in enumerate(zip(in_process, workers, strict=True)):
+        assert torch.equal(a, b), epoch
+    assert not torch.equal(in_process[0], in_process[1])
 
 
 @pytest.mark.slow

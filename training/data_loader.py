@@ -2,17 +2,19 @@
 
 Decoding, augmentation and target building are numpy (they run in DataLoader worker processes, off the
 training loop's critical path). Randomness is a pure function of ``(seed, epoch, index)``, so a resumed
-run sees exactly the batches it would have seen.
+run sees exactly the batches it would have seen. :class:`EpochSampler` hands the epoch to the workers
+inside each key, so the workers can stay alive between epochs (no per-epoch worker start-up).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
+from torch.utils.data import Sampler
 
 from edge.datasets.sample import Dataset
 from edge.model_spec import ModelSpec
@@ -20,7 +22,7 @@ from edge.preprocess import Preprocessor
 from training.centernet_targets import centernet_targets
 from training.ssd_targets import ssd_targets
 
-__all__ = ["DetectionDataset", "collate"]
+__all__ = ["DetectionDataset", "EpochSampler", "collate"]
 
 Transform = Callable[[np.ndarray, np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, ...]]
 
@@ -58,9 +60,11 @@ class DetectionDataset(TorchDataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``key`` is an index (augmented for the epoch of :meth:`set_epoch`) or ``(epoch, index)``."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         sample = self.dataset[index]
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = np.random.default_rng([self.seed, epoch, index])
         image, boxes, labels = self.transform(sample.load_image(), sample.boxes, sample.labels, rng)[:3]
         h, w = image.shape[:2]
         if (w, h) != self.spec.input_size:
@@ -103,6 +107,30 @@ class DetectionDataset(TorchDataset):
             max_objects=self.max_objects,
         )
         return {k: torch.from_numpy(v) for k, v in t.items()}
+
+
+class EpochSampler(Sampler):
+    """Wraps an index sampler and yields ``(epoch, index)`` keys for :class:`DetectionDataset`.
+
+    The epoch travels with each key, so persistent DataLoader workers (whose dataset copies never see a
+    later :meth:`DetectionDataset.set_epoch`) still augment with the right epoch's randomness.
+    """
+
+    def __init__(self, base: Sampler) -> None:
+        self.base = base
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        if hasattr(self.base, "set_epoch"):
+            self.base.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        return ((epoch, int(i)) for i in self.base)
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
 
 
 def collate(batch: list[tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> tuple[torch.Tensor, dict[str, Any]]:

@@ -32,7 +32,7 @@ from edge.priors import PriorConfig
 from training.augment import train_transform
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.config import load_config
-from training.data_loader import DetectionDataset, collate
+from training.data_loader import DetectionDataset, EpochSampler, collate
 from training.evaluate import evaluate_model
 from training.losses import CenterNetLoss, MultiBoxLoss
 from training.model_factory import build_model
@@ -108,12 +108,15 @@ def make_train_loader(
         max_objects=loss_cfg["max_objects"],
     )
     per_rank_batch = max(1, config["batch_size"] // world)
+    if config["workers"] > 0:
+        _single_threaded_worker(-1)  # see there: the parent must not fork while OpenCV's pool is running
     generator = torch.Generator()
     sampler: Any
     if world > 1:
         sampler = DistributedSampler(data, num_replicas=world, rank=rank, seed=config["seed"], drop_last=True)
     else:
         sampler = RandomSampler(data, generator=generator)
+    sampler = EpochSampler(sampler)
     loader = DataLoader(
         data,
         batch_size=per_rank_batch,
@@ -122,7 +125,7 @@ def make_train_loader(
         collate_fn=collate,
         drop_last=len(data) >= per_rank_batch * world * 2,
         pin_memory=pin_memory,
-        persistent_workers=False,
+        persistent_workers=config["workers"] > 0,  # EpochSampler carries the epoch to live workers
         prefetch_factor=4 if config["workers"] > 0 else None,
         worker_init_fn=_single_threaded_worker,
     )
@@ -283,8 +286,7 @@ def _train(config: dict[str, Any], resume: str | None, dd: _Dist, device: torch.
     for epoch in range(start_epoch, epochs):
         data.set_epoch(epoch)
         generator.manual_seed(config["seed"] * 1000 + epoch)
-        if dd.enabled:
-            sampler.set_epoch(epoch)
+        sampler.set_epoch(epoch)
         net.train()
         sums = torch.zeros(1 + len(parts), device=device)
         seen, t0 = 0, time.monotonic()
@@ -364,7 +366,11 @@ def _train(config: dict[str, Any], resume: str | None, dd: _Dist, device: torch.
 
 def _single_threaded_worker(_: int) -> None:
     """Data workers decode and augment one image at a time: OpenCV's own thread pool there would only
-    oversubscribe the cores the training step needs."""
+    oversubscribe the cores the training step needs.
+
+    The training process calls this too, before its workers fork: a worker forked while the parent's
+    OpenCV pool threads exist (after, e.g., generating synthetic data in-process) hangs for ever in its own
+    ``cv2.setNumThreads``, waiting on threads that were not copied into it."""
     import cv2
 
     cv2.setNumThreads(1)
