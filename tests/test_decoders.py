@@ -268,3 +268,17 @@ def test_detector_maps_centernet_boxes_to_the_frame(resize):
         visible = (exp_boxes[:, 3] > 60) & (exp_boxes[:, 1] < 180)
         expected = (exp_boxes[visible] - [0, 60, 0, 60]) * 2
         np.testing.assert_allclose([d.box for d in wide], np.clip(expected, 0, [640, 240, 640, 240]), atol=1e-3)
+
+
+def test_centernet_nms_removes_duplicate_peaks_of_one_object_but_not_other_classes():
+    """Two peaks 2 cells apart (both survive the 3x3 max-pool) with nearly the same big box: one object.
+    The same box on another class is another object."""
+    objects = [(1, 20, 20, 0.5, 0.5, 30.0, 30.0, 0.8), (1, 22, 20, 0.5, 0.5, 30.0, 30.0, 0.7)]
+    objects.append((2, 22, 20, 0.5, 0.5, 30.0, 30.0, 0.6))
+    outputs = dict(zip(("heatmap", "size", "offset"), centernet_outputs(objects), strict=True))
+    outputs["heatmap"][0, 1, 20, 22] = 0.7  # restore the second peak the first one's gaussian covered
+    boxes, scores, classes = CenterNetDecoder(CN_SPEC)(outputs)
+    assert classes.tolist() == [1, 2] and np.allclose(scores, [0.8, 0.6])
+    plain = CenterNetDecoder(replace(CN_SPEC, iou_threshold=1.0))(outputs)
+    assert plain[2].tolist() == [1, 1, 2]  # the paper's NMS-free decode keeps the duplicate
+    assert np.allclose(plain[0][[0, 2]], boxes)
