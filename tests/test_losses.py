@@ -140,7 +140,8 @@ def test_multibox_gradients_finite_and_sparse() -> None:
 def reference_centernet(
     heat_logits: torch.Tensor, size_pred: torch.Tensor, offset_pred: torch.Tensor, targets: dict
 ) -> tuple[float, float, float]:
-    """Element by element: (heat, size, offset) with the seed's formulas, alpha = 2, beta = 4."""
+    """Element by element: (heat, size, offset) with the seed's formulas, alpha = 2, beta = 4; the L1 terms
+    weighted by ``mask`` (1 per centre, gaussian weights for extra regression cells)."""
     heat_sum, num_pos = 0.0, 0
     for logit, y in zip(heat_logits.double().flatten().tolist(), targets["heatmap"].flatten().tolist(), strict=True):
         p = 1 / (1 + math.exp(-logit))
@@ -157,10 +158,11 @@ def reference_centernet(
             if targets["mask"][i, k] == 0:
                 continue
             y, x = divmod(int(targets["index"][i, k]), width)
+            weight = float(targets["mask"][i, k])
             for d in range(2):
-                size_sum += abs(float(size_pred[i, d, y, x]) - float(targets["size"][i, k, d]))
-                offset_sum += abs(float(offset_pred[i, d, y, x]) - float(targets["offset"][i, k, d]))
-            num_obj += 1
+                size_sum += weight * abs(float(size_pred[i, d, y, x]) - float(targets["size"][i, k, d]))
+                offset_sum += weight * abs(float(offset_pred[i, d, y, x]) - float(targets["offset"][i, k, d]))
+            num_obj += weight
     return heat_sum / max(num_pos, 1), size_sum / max(num_obj, 1), offset_sum / max(num_obj, 1)
 
 
@@ -204,23 +206,36 @@ def test_centernet_loss_hand_computed() -> None:
     assert float(total) == pytest.approx(expected_heat + 0.1 * 1.5 + 0.25, rel=1e-6)
 
 
-def centernet_batch(object_counts: list[int], seed: int = 0):
+def centernet_batch(object_counts: list[int], seed: int = 0, regression_radius: int = 0):
     """Random predictions and real targets for 32x24 inputs (8x6 maps), ``object_counts`` per image."""
     rng = np.random.default_rng(seed)
     per_image = []
     for n in object_counts:
         xy = rng.uniform(0, 20, (n, 2))
-        wh = rng.uniform(3, 12, (n, 2))
-        per_image.append(centernet_targets(np.hstack([xy, xy + wh]), rng.integers(0, 2, n), (32, 24), 2, max_objects=6))
+        # neighbour cells need a gaussian radius >= 1, which takes boxes of ~16+ cells
+        wh = rng.uniform(64, 96, (n, 2)) if regression_radius else rng.uniform(3, 12, (n, 2))
+        per_image.append(
+            centernet_targets(
+                np.hstack([xy, xy + wh]),
+                rng.integers(0, 2, n),
+                (32, 24),
+                2,
+                max_objects=6,
+                regression_radius=regression_radius,
+            )
+        )
     g = torch.Generator().manual_seed(seed)
     b = len(object_counts)
     preds = (torch.randn(b, 2, 6, 8, generator=g) * 3, torch.randn(b, 2, 6, 8, generator=g) * 4, torch.rand(b, 2, 6, 8))
     return preds, stack_targets(per_image)
 
 
+@pytest.mark.parametrize("regression_radius", [0, 1])
 @pytest.mark.parametrize("object_counts", [[2, 0, 5], [1], [0, 0], [3, 6]])
-def test_centernet_loss_matches_reference(object_counts: list[int]) -> None:
-    (heat_logits, size_pred, offset_pred), targets = centernet_batch(object_counts)
+def test_centernet_loss_matches_reference(object_counts: list[int], regression_radius: int) -> None:
+    (heat_logits, size_pred, offset_pred), targets = centernet_batch(object_counts, regression_radius=regression_radius)
+    if regression_radius and sum(object_counts):
+        assert ((targets["mask"] > 0) & (targets["mask"] < 1)).any()  # weighted neighbour cells are in play
     total, heat, size, offset = CenterNetLoss()(heat_logits, size_pred, offset_pred, targets)
     ref_heat, ref_size, ref_offset = reference_centernet(heat_logits, size_pred, offset_pred, targets)
     assert float(heat) == pytest.approx(ref_heat, rel=1e-5, abs=1e-6)

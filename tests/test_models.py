@@ -199,7 +199,7 @@ def test_centernet_heat_bias_init_and_predict():
     model = CenterNet(centernet_spec(labels=("a", "b"))).eval()
     assert HEAT_BIAS_INIT == pytest.approx(-2.19, abs=0.01)
     assert torch.allclose(model.heat[-1].bias, torch.full((2,), HEAT_BIAS_INIT))
-    assert not torch.allclose(model.size[-1].bias, torch.full((2,), HEAT_BIAS_INIT))
+    assert not torch.allclose(model.size.bias, torch.full((2,), HEAT_BIAS_INIT))
     with torch.no_grad():
         model.heat[-1].weight.zero_()
     x = torch.randn(1, 3, 96, 128, generator=torch.Generator().manual_seed(0))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from edge.box_coder import decode_to_corners
+from edge.gaussian import gaussian_radius
 from edge.heatmap_decode import decode_heatmap
 from edge.priors import PriorConfig
 from training.centernet_targets import centernet_targets
@@ -194,3 +197,78 @@ def test_centernet_empty_box_raises(box: list[float]) -> None:
 def test_centernet_bad_label_raises(label: int) -> None:
     with pytest.raises(ValueError, match="labels"):
         centernet_targets(GT_BOXES[:1], np.array([label]), (W, H), num_classes=3)
+
+
+def brute_force_regression_cells(t: dict[str, np.ndarray], boxes: np.ndarray, r: int, stride: int = 4) -> dict:
+    """Cell -> (object, weight) by looping over every cell and object, the rule of ``regression_radius``."""
+    _, h, w = t["heatmap"].shape
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2 / stride
+    cells = np.floor(centres).astype(int)
+    cells[:, 0] = cells[:, 0].clip(0, w - 1)
+    cells[:, 1] = cells[:, 1].clip(0, h - 1)
+    wh = (boxes[:, 2:] - boxes[:, :2]) / stride
+    radii = [max(0, int(gaussian_radius(bh, bw, 0.7))) for bw, bh in wh]
+    centre_set = {(int(x), int(y)) for x, y in cells}
+    out = {}
+    for y in range(h):
+        for x in range(w):
+            if (x, y) in centre_set:
+                continue
+            best = None
+            for k, (cx, cy) in enumerate(cells):
+                if max(abs(x - cx), abs(y - cy)) > r:
+                    continue
+                sigma = (2 * radii[k] + 1) / 6
+                weight = math.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * sigma**2))
+                if weight >= 0.05 and (best is None or weight > best[1]):
+                    best = (k, weight)
+            if best is not None:
+                out[(x, y)] = best
+    return out
+
+
+@pytest.mark.parametrize("r", [1, 2])
+def test_centernet_regression_cells_match_brute_force(r: int) -> None:
+    # Two big overlapping boxes (neighbourhoods collide), one mid-size, one tiny (radius 0: no neighbours).
+    boxes = np.array([[0, 0, 80, 72], [20, 12, 100, 90], [70, 5, 100, 40], [40, 80, 43, 83]], dtype=np.float64)
+    labels = np.array([0, 0, 1, 1])
+    t = centernet_targets(boxes, labels, (W, H), num_classes=2, regression_radius=r, max_objects=6)
+    assert t["mask"].shape == (6 * (2 * r + 1) ** 2,)
+    m = len(boxes)
+    np.testing.assert_array_equal(t["mask"][:m], 1.0)  # the centres first, in box order, weight 1
+    base = centernet_targets(boxes, labels, (W, H), num_classes=2, max_objects=6)
+    np.testing.assert_array_equal(t["index"][:m], base["index"][:m])
+    np.testing.assert_array_equal(t["heatmap"], base["heatmap"])  # the heatmap does not change
+    w = t["heatmap"].shape[2]
+    extra = np.flatnonzero(t["mask"][m:] > 0) + m
+    got = {}
+    for slot in extra:
+        y, x = divmod(int(t["index"][slot]), w)
+        assert (x, y) not in got, "a cell is trained for two objects"
+        # each sample decodes to its own object's box: cell + offset is the centre, size the box's
+        centre = (np.array([x, y]) + t["offset"][slot]) * 4
+        half = t["size"][slot] * 4 / 2
+        decoded = np.concatenate([centre - half, centre + half])
+        k = int(np.argmin(np.abs(boxes - decoded).sum(axis=1)))
+        np.testing.assert_allclose(decoded, boxes[k], atol=1e-4)
+        got[(x, y)] = (k, float(t["mask"][slot]))
+    want = brute_force_regression_cells(t, boxes, r)
+    assert got.keys() == want.keys() and got
+    for cell, (k, weight) in want.items():
+        assert got[cell][0] == k and got[cell][1] == pytest.approx(weight, rel=1e-6)
+    assert not any(k == 3 for k, _ in got.values())  # the tiny box keeps a single cell
+    assert int((t["mask"] > 0).sum()) == m + len(want)
+
+
+def test_centernet_regression_cells_still_decode_to_ground_truth() -> None:
+    t = centernet_targets(GT_BOXES, GT_LABELS, (W, H), num_classes=3, regression_radius=1)
+    assert int((t["mask"] > 0).sum()) > len(GT_BOXES)
+    got_boxes, got_classes = sort_rows(*decode_targets(t))
+    want_boxes, want_classes = sort_rows(GT_BOXES.astype(np.float32), GT_LABELS)
+    np.testing.assert_allclose(got_boxes, want_boxes, atol=1e-4)
+    np.testing.assert_array_equal(got_classes, want_classes)
+
+
+def test_centernet_regression_radius_rejects_negative() -> None:
+    with pytest.raises(ValueError, match="regression_radius"):
+        centernet_targets(GT_BOXES, GT_LABELS, (W, H), num_classes=3, regression_radius=-1)

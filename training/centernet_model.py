@@ -12,9 +12,12 @@ ONNX opset 13 ``Resize`` and TFLite ``RESIZE_NEAREST_NEIGHBOR``), cropped to the
 side made it one cell larger (``ceil`` sizes: 15 -> 8 -> 16), added to the lateral and smoothed by a
 depthwise-separable conv. The output is ``ceil(H / 4) x ceil(W / 4)``: see :meth:`CenterNet.output_size`.
 
-Heads (each: depthwise 3x3 + ReLU + 1x1 + ReLU + 1x1): ``heat`` (C logits, bias -2.19 so the initial
-sigmoid is 0.1, the focal-loss prior), ``size`` (w, h in output-cell units) and ``offset`` (dx, dy),
-the layout ``edge.heatmap_decode.decode_heatmap`` reads.
+Heads: ``heat`` (depthwise 3x3 + ReLU + 1x1 + ReLU + 1x1 to C logits, bias -2.19 so the initial
+sigmoid is 0.1, the focal-loss prior); ``size`` (w, h in output-cell units) and ``offset`` (dx, dy) share
+one trunk (depthwise 3x3 + ReLU + 1x1 + ReLU, ``box``) and each have their own 1x1 output. The outputs
+keep the layout ``edge.heatmap_decode.decode_heatmap`` reads. Classification and box regression stay
+apart (the usual decoupled head), while size and offset, both box geometry, share: at stride 4 each
+head costs as much as a third of the backbone, so the shared trunk saves ~12 % of the model's MACs.
 """
 
 from __future__ import annotations
@@ -34,14 +37,13 @@ HEAT_BIAS_INIT = -math.log((1 - 0.1) / 0.1)  # -2.197...: sigmoid(bias) = 0.1
 _NECK_STRIDES = (4, 8, 16, 32)
 
 
-def _head(inp: int, mid: int, out: int) -> nn.Sequential:
-    return nn.Sequential(
+def _trunk(inp: int, mid: int) -> list[nn.Module]:
+    return [
         nn.Conv2d(inp, inp, 3, 1, 1, groups=inp),
         nn.ReLU(inplace=True),
         nn.Conv2d(inp, mid, 1),
         nn.ReLU(inplace=True),
-        nn.Conv2d(mid, out, 1),
-    )
+    ]
 
 
 class CenterNet(nn.Module):
@@ -64,9 +66,10 @@ class CenterNet(nn.Module):
         )
         self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
         self.smooth = nn.ModuleList([conv_dw(ch, ch, 1) for _ in _NECK_STRIDES[:-1]])  # stride 4, 8, 16
-        self.heat = _head(ch, ch, spec.num_classes)
-        self.size = _head(ch, ch, 2)
-        self.offset = _head(ch, ch, 2)
+        self.heat = nn.Sequential(*_trunk(ch, ch), nn.Conv2d(ch, spec.num_classes, 1))
+        self.box = nn.Sequential(*_trunk(ch, ch))
+        self.size = nn.Conv2d(ch, 2, 1)
+        self.offset = nn.Conv2d(ch, 2, 1)
         nn.init.constant_(self.heat[-1].bias, HEAT_BIAS_INIT)
 
     @staticmethod
@@ -87,7 +90,8 @@ class CenterNet(nn.Module):
             if up.shape[-2] != h or up.shape[-1] != w:
                 up = up[:, :, :h, :w]
             y = self.smooth[i](lateral + up)
-        return self.heat(y), self.size(y), self.offset(y)
+        box = self.box(y)
+        return self.heat(y), self.size(box), self.offset(box)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -50,6 +50,7 @@ DEFAULTS: dict[str, Any] = {
         "neg_pos_ratio": 3.0,  # SSD hard negatives per positive
         "min_overlap": 0.7,  # CenterNet: gaussian radius overlap t
         "max_objects": 128,  # CenterNet: objects per image (more is an error naming the image)
+        "regression_radius": 1,  # CenterNet: size/offset also trained this many cells around each centre
     },
     "augment": {
         "photometric": True,
@@ -180,6 +181,8 @@ def _check_ranges(c: dict[str, Any]) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ValueError(f"config: {key} must be > 0, got {value}")
+    if c["loss"]["regression_radius"] < 0:
+        raise ValueError(f"config: loss.regression_radius must be >= 0, got {c['loss']['regression_radius']}")
     if c["workers"] < 0:
         raise ValueError(f"config: workers must be >= 0, got {c['workers']}")
     size = c["model"]["input_size"]

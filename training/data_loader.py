@@ -42,11 +42,13 @@ class DetectionDataset(TorchDataset):
         match_iou: float = 0.5,
         min_overlap: float = 0.7,
         max_objects: int = 128,
+        regression_radius: int = 0,
     ) -> None:
         self.dataset = dataset
         self.match_iou = match_iou
         self.min_overlap = min_overlap
         self.max_objects = max_objects
+        self.regression_radius = regression_radius
         self.spec = spec
         self.transform = transform
         self.seed = seed
@@ -105,6 +107,7 @@ class DetectionDataset(TorchDataset):
             spec.stride,
             min_overlap=self.min_overlap,
             max_objects=self.max_objects,
+            regression_radius=self.regression_radius,
         )
         return {k: torch.from_numpy(v) for k, v in t.items()}
 

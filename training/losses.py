@@ -85,8 +85,10 @@ class CenterNetLoss(nn.Module):
     """CenterNet loss: penalty-reduced focal loss on the heatmap plus L1 size and offset losses.
 
     ``total = heat + size_weight * size + offset_weight * offset``; the focal loss is divided by the
-    number of heatmap cells equal to 1, the L1 losses by the number of objects (``mask.sum()``), each
-    clamped to >= 1.
+    number of heatmap cells equal to 1, the L1 losses are weighted by ``mask`` (1 per object centre; the
+    gaussian weight of extra regression cells, see ``regression_radius`` in
+    :func:`training.centernet_targets.centernet_targets`) and divided by ``mask.sum()``, each clamped to
+    >= 1.
     """
 
     def __init__(
@@ -126,8 +128,8 @@ class CenterNetLoss(nn.Module):
         heat = self.focal_loss(heat_logits, heatmap)
         index = targets["index"].long()
         mask = targets["mask"].float().unsqueeze(-1)
-        num_obj = mask.sum().clamp(min=1)
-        size = (gather_at(size_pred.float(), index) - targets["size"].float()).abs().mul(mask).sum() / num_obj
-        offset = (gather_at(offset_pred.float(), index) - targets["offset"].float()).abs().mul(mask).sum() / num_obj
+        weight = mask.sum().clamp(min=1)
+        size = (gather_at(size_pred.float(), index) - targets["size"].float()).abs().mul(mask).sum() / weight
+        offset = (gather_at(offset_pred.float(), index) - targets["offset"].float()).abs().mul(mask).sum() / weight
         total = heat + self.size_weight * size + self.offset_weight * offset
         return total, heat, size, offset

@@ -106,6 +106,7 @@ def make_train_loader(
         match_iou=loss_cfg["match_iou"],
         min_overlap=loss_cfg["min_overlap"],
         max_objects=loss_cfg["max_objects"],
+        regression_radius=loss_cfg["regression_radius"],
     )
     per_rank_batch = max(1, config["batch_size"] // world)
     if config["workers"] > 0:
