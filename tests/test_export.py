@@ -93,6 +93,7 @@ def test_onnx_graph_is_static_clean_and_carries_the_spec(ckpts, tmp_path, head):
     path = export_onnx(ckpts[head], tmp_path / "m.onnx")
     model = onnx.load(path)
     assert not [n for n in model.graph.node if n.op_type == "BatchNormalization"]
+    assert not [n for n in model.graph.node if n.op_type == "Mul"]  # CenterNet's size scale is folded too
     assert [i.name for i in model.graph.input] == ["input"]
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     assert dims == [1, 3, 120, 160]

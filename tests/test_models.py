@@ -13,7 +13,7 @@ from torch import nn
 from edge.model_spec import ModelSpec
 from edge.priors import PriorConfig, feature_map_sizes
 from training.backbone import Backbone, conv_output_size
-from training.centernet_model import HEAT_BIAS_INIT, CenterNet
+from training.centernet_model import HEAT_BIAS_INIT, SIZE_SCALE, CenterNet, ScaledConv2d
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.model_factory import build_model
 from training.ssd_model import SSD, SSD_STRIDES
@@ -207,6 +207,28 @@ def test_centernet_heat_bias_init_and_predict():
     assert torch.allclose(heat, torch.full_like(heat, 0.1), atol=1e-4)
     raw = model(x)
     assert torch.equal(wh, raw[1]) and torch.equal(off, raw[2])
+
+
+def test_scaled_conv_is_a_conv_with_scaled_parameters_and_faster_gradient_steps():
+    conv = ScaledConv2d(4, 2, 1, scale=SIZE_SCALE)
+    x = torch.randn(2, 4, 5, 6, generator=torch.Generator().manual_seed(0))
+    y = conv(x)
+    want = torch.nn.functional.conv2d(x, conv.weight * SIZE_SCALE, conv.bias * SIZE_SCALE)
+    assert torch.allclose(y, want, atol=1e-6)
+    # one SGD step of size lr on the parameters moves the output SIZE_SCALE times as far as a plain conv's
+    plain = torch.nn.Conv2d(4, 2, 1)
+    with torch.no_grad():
+        plain.weight.copy_(conv.weight * SIZE_SCALE)
+        plain.bias.copy_(conv.bias * SIZE_SCALE)
+    deltas = []
+    for layer in (conv, plain):
+        before = layer(x).detach()
+        layer(x).sum().backward()
+        with torch.no_grad():
+            for p in layer.parameters():
+                p -= 1e-3 * p.grad
+        deltas.append((layer(x).detach() - before).abs().mean())
+    assert float(deltas[0] / deltas[1]) == pytest.approx(SIZE_SCALE**2, rel=1e-3)
 
 
 def test_centernet_rejects_other_strides_and_heads():

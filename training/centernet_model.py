@@ -14,7 +14,8 @@ depthwise-separable conv. The output is ``ceil(H / 4) x ceil(W / 4)``: see :meth
 
 Heads: ``heat`` (depthwise 3x3 + ReLU + 1x1 + ReLU + 1x1 to C logits, bias -2.19 so the initial
 sigmoid is 0.1, the focal-loss prior); ``size`` (w, h in output-cell units) and ``offset`` (dx, dy) share
-one trunk (depthwise 3x3 + ReLU + 1x1 + ReLU, ``box``) and each have their own 1x1 output. The outputs
+one trunk (depthwise 3x3 + ReLU + 1x1 + ReLU, ``box``) and each have their own 1x1 output, the size's
+scaled by ``SIZE_SCALE`` (:class:`ScaledConv2d`). The outputs
 keep the layout ``edge.heatmap_decode.decode_heatmap`` reads. Classification and box regression stay
 apart (the usual decoupled head), while size and offset, both box geometry, share: at stride 4 each
 head costs as much as a third of the backbone, so the shared trunk saves ~12 % of the model's MACs.
@@ -30,10 +31,11 @@ from torch import nn
 from edge.model_spec import ModelSpec
 from training.backbone import Backbone, conv_dw
 
-__all__ = ["HEAT_BIAS_INIT", "OUTPUT_STRIDE", "CenterNet"]
+__all__ = ["HEAT_BIAS_INIT", "OUTPUT_STRIDE", "SIZE_SCALE", "CenterNet", "ScaledConv2d"]
 
 OUTPUT_STRIDE = 4
 HEAT_BIAS_INIT = -math.log((1 - 0.1) / 0.1)  # -2.197...: sigmoid(bias) = 0.1
+SIZE_SCALE = 8.0  # the size output's conv is scaled by this (TTFNet's wh_offset_base), see ScaledConv2d
 _NECK_STRIDES = (4, 8, 16, 32)
 
 
@@ -44,6 +46,25 @@ def _trunk(inp: int, mid: int) -> list[nn.Module]:
         nn.Conv2d(inp, mid, 1),
         nn.ReLU(inplace=True),
     ]
+
+
+class ScaledConv2d(nn.Conv2d):
+    """A convolution whose weight and bias are multiplied by a fixed ``scale`` in the forward pass.
+
+    Sizes are tens of output cells (a raccoon: 30-80); a plain conv starts near 0 and AdamW moves each
+    parameter by about the learning rate per step, so from scratch the size head needs hundreds of epochs
+    just to reach the right magnitude. Scaling the layer (as TTFNet scales its box head by 16) makes it
+    ``scale`` times faster. The product is a constant in an exported graph, folded into the conv's
+    initialisers: the output is still plain cells, and no extra op reaches the device.
+    """
+
+    def __init__(self, *args, scale: float, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.scale = float(scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias * self.scale
+        return self._conv_forward(x, self.weight * self.scale, bias)
 
 
 class CenterNet(nn.Module):
@@ -68,7 +89,7 @@ class CenterNet(nn.Module):
         self.smooth = nn.ModuleList([conv_dw(ch, ch, 1) for _ in _NECK_STRIDES[:-1]])  # stride 4, 8, 16
         self.heat = nn.Sequential(*_trunk(ch, ch), nn.Conv2d(ch, spec.num_classes, 1))
         self.box = nn.Sequential(*_trunk(ch, ch))
-        self.size = nn.Conv2d(ch, 2, 1)
+        self.size = ScaledConv2d(ch, 2, 1, scale=SIZE_SCALE)
         self.offset = nn.Conv2d(ch, 2, 1)
         nn.init.constant_(self.heat[-1].bias, HEAT_BIAS_INIT)
 
