@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import numpy as np
 import pytest
-from test_export import photos, small_checkpoint
+from test_export import lively, photos, small_checkpoint, small_spec
 
 from convert.onnx_export import export_onnx
-from convert.parity import check_parity, match_detections
+from convert.parity import _max_diff, check_parity, match_detections
 from edge.detector import Detection
+from training.checkpoint import save_checkpoint
+from training.model_factory import build_model
 
 
 def det(box, score=0.9, cls=0):
@@ -48,3 +53,20 @@ def test_parity_on_noise_frames_without_images(tmp_path):
     ckpt = small_checkpoint(tmp_path / "ssd.pt", "ssd")
     report = check_parity(ckpt, [export_onnx(ckpt, tmp_path / "m.onnx")], None, max_images=2, show_progress=False)
     assert report.passed and report.rows[0].images == 2
+
+
+def test_output_difference_is_relative_above_magnitude_one():
+    # O(1) outputs: the absolute difference; large regressions (CenterNet sizes of tens of cells): relative
+    want = {"size": np.array([[60.0, 0.5]]), "offset": np.array([[0.25, 0.75]])}
+    cand = {"size": np.array([[60.0 + 3e-4, 0.5]]), "offset": np.array([[0.25, 0.75 + 2e-5]])}
+    assert _max_diff(cand, want, "m") == pytest.approx(max(3e-4 / 60.0, 2e-5))
+    cand["size"][0, 1] += 2e-4  # a small value: the bound stays absolute
+    assert _max_diff(cand, want, "m") == pytest.approx(2e-4)
+
+
+def test_parity_compares_detections_below_a_high_default_threshold(tmp_path):
+    # a checkpoint whose default threshold nothing reaches still gets its detections compared, at 0.1
+    spec = replace(small_spec("ssd"), score_threshold=1.0)
+    ckpt = save_checkpoint(tmp_path / "ssd.pt", lively(build_model(spec), 0), spec)
+    report = check_parity(ckpt, [export_onnx(ckpt, tmp_path / "m.onnx")], photos(3), show_progress=False)
+    assert report.passed and report.rows[0].reference_detections > 0
