@@ -11,9 +11,10 @@ on the same images as the checkpoint (:class:`training.module_backend.ModuleBack
   ``box_tol`` (1e-3 px). Detections scoring within ``atol`` of the score threshold are left out of the
   comparison (either side may legitimately drop them).
 
-Detections are compared at the checkpoint's score threshold or ``PARITY_SCORE_THRESHOLD`` (0.1),
-whichever is lower: a model whose default threshold is above its typical scores (a briefly trained
-CenterNet peaks at 0.2-0.3) would otherwise compare empty lists.
+Detections are compared at the checkpoint's score threshold, the same for every model. Where the
+checkpoint finds nothing at it on the parity images (a briefly trained CenterNet peaks at 0.2-0.3, below
+a default of 0.4), they are compared at ``PARITY_SCORE_THRESHOLD`` (0.1) instead, so the check never
+compares empty lists.
 * **reduced-precision models** (int8, fp16 weights, dynamic range): PyTorch's detections are matched
   (same class, IoU >= 0.5, greedy by score) and the recall must reach ``min_recall`` (95%).
 """
@@ -207,8 +208,7 @@ def check_parity(
 
     model, spec = open_checkpoint(ckpt)
     named = dict(exported) if isinstance(exported, Mapping) else {Path(p).name: p for p in exported}
-    threshold = min(spec.score_threshold, PARITY_SCORE_THRESHOLD)
-    reference = Detector(ModuleBackend(model, spec), replace(spec, score_threshold=threshold))
+    reference = Detector(ModuleBackend(model, spec), spec)
     detectors: dict[str, Detector] = {}
     for name, path in named.items():
         det = Detector.from_model(path, threads=1)
@@ -219,14 +219,23 @@ def check_parity(
                 f"{path}: input {det.spec.input_width}x{det.spec.input_height}, but the checkpoint {ckpt} "
                 f"was built for {spec.input_width}x{spec.input_height}"
             )
-        # the same thresholds for everyone, so detections are comparable
-        detectors[name] = Detector(det.backend, replace(det.spec, score_threshold=threshold))
+        detectors[name] = det
     frames = _images(images, max_images)
+    ref_runs = []
+    for frame in frames:
+        tensor, transform = reference.preprocess(frame)
+        ref_runs.append((reference.backend.run(tensor), transform))
+    threshold = spec.score_threshold
+    if not any(reference.decode(out, t) for out, t in ref_runs):
+        threshold = min(threshold, PARITY_SCORE_THRESHOLD)  # nothing reaches the default: compare lower
+        reference = Detector(reference.backend, replace(spec, score_threshold=threshold))
+    for name, det in list(detectors.items()):
+        detectors[name] = Detector(det.backend, replace(det.spec, score_threshold=threshold))
     report = ParityReport(atol=atol, min_recall=min_recall)
     rows = {n: ParityRow(n, Path(p), is_exact(detectors[n].spec)) for n, p in named.items()}
-    for frame in progress(frames, len(frames), "parity", show_progress):
-        tensor, transform = reference.preprocess(frame)
-        ref_out = reference.backend.run(tensor)
+    for frame, (ref_out, transform) in progress(
+        zip(frames, ref_runs, strict=True), len(frames), "parity", show_progress
+    ):
         ref_dets = reference.decode(ref_out, transform)
         for name, det in detectors.items():
             row = rows[name]
