@@ -165,6 +165,22 @@ def test_crop_keeps_only_boxes_whose_centre_is_inside():
             assert len(out_boxes) >= 1
 
 
+@pytest.mark.parametrize("mode", [0.3, 0.7])
+def test_crop_overlaps_the_box_at_least_as_much_as_its_mode(mode):
+    image = np.zeros((90, 120, 3), np.uint8)
+    box = np.array([[30, 20, 90, 70]], np.float32)
+    box_area, cropped = 60 * 50, 0
+    for seed in range(200):
+        out, out_boxes, _ = random_crop(image, box, np.arange(1), np.random.default_rng(seed), min_ious=(mode,))
+        if out.shape == image.shape:
+            continue
+        cropped += 1
+        (x1, y1, x2, y2) = out_boxes[0]  # the box clipped to the crop: their intersection
+        inter, crop_area = (x2 - x1) * (y2 - y1), out.shape[0] * out.shape[1]
+        assert inter / (crop_area + box_area - inter) >= mode - 1e-6
+    assert cropped >= 190  # 50 trials per mode, 10 modes: a crop is nearly always found
+
+
 def test_compose_and_eval_transform():
     image = np.zeros((40, 80, 3), np.uint8)
     out = eval_transform((20, 20))(image, [[0, 0, 40, 40]], [1], np.random.default_rng(0))

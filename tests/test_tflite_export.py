@@ -63,6 +63,7 @@ def test_ultraface_int8_pipeline_keeps_95_percent_of_detections(tmp_path):
         interpreter = litert.Interpreter(model_path=str(files[key]))
         assert interpreter.get_input_details()[0]["dtype"] == dtype
         assert all(d["dtype"] == dtype for d in interpreter.get_output_details())
+        assert files[key].stat().st_size <= 350 * 1024, "issue 5: the slim SSD int8 TFLite is at most 350 KB"
     report = check_parity(ckpt, files, photos(8), show_progress=False)
     assert report.passed, report.table()
     for row in report.rows:

@@ -149,24 +149,28 @@ def random_crop(
         mode = min_ious[int(rng.integers(len(min_ious)))]
         if mode is None:
             return image, boxes, labels
-        for _ in range(max_trials):
-            cw, ch = rng.uniform(min_scale * w, w), rng.uniform(min_scale * h, h)
-            if not 1 / max_aspect <= ch / cw <= max_aspect:
-                continue
-            x1, y1 = int(rng.uniform(0, w - cw)), int(rng.uniform(0, h - ch))
-            x2, y2 = max(x1 + 1, int(x1 + cw)), max(y1 + 1, int(y1 + ch))
-            if len(boxes):
-                rect = np.array([[x1, y1, x2, y2]], dtype=np.float32)
-                if pairwise_iou(rect, boxes)[0].max() < mode:
-                    continue
-                inside = (centres[:, 0] > x1) & (centres[:, 0] < x2) & (centres[:, 1] > y1) & (centres[:, 1] < y2)
-                if not inside.any():
-                    continue
-            else:
-                inside = np.zeros(0, dtype=bool)
-            shifted = boxes[inside] - np.array([x1, y1, x1, y1], dtype=np.float32)
-            crop = np.ascontiguousarray(image[y1:y2, x1:x2])
-            return crop, *_clip_valid(shifted, labels[inside], x2 - x1, y2 - y1)
+        # The mode's trials drawn at once and the first acceptable one taken: the same distribution as
+        # one trial at a time, without ~50 small numpy calls per image (the loader's main cost).
+        cw, ch = rng.uniform(min_scale * w, w, max_trials), rng.uniform(min_scale * h, h, max_trials)
+        x1 = (rng.uniform(0, 1, max_trials) * (w - cw)).astype(np.int64)
+        y1 = (rng.uniform(0, 1, max_trials) * (h - ch)).astype(np.int64)
+        x2, y2 = np.maximum(x1 + 1, (x1 + cw).astype(np.int64)), np.maximum(y1 + 1, (y1 + ch).astype(np.int64))
+        ok = (ch / cw >= 1 / max_aspect) & (ch / cw <= max_aspect)
+        if len(boxes):
+            rects = np.stack([x1, y1, x2, y2], axis=1).astype(np.float32)
+            ok &= pairwise_iou(rects, boxes).max(axis=1) >= mode
+            cx, cy = centres[None, :, 0], centres[None, :, 1]
+            inside_all = (cx > x1[:, None]) & (cx < x2[:, None]) & (cy > y1[:, None]) & (cy < y2[:, None])
+            ok &= inside_all.any(axis=1)
+        hits = np.flatnonzero(ok)
+        if not len(hits):
+            continue
+        t = int(hits[0])
+        x1_, y1_, x2_, y2_ = int(x1[t]), int(y1[t]), int(x2[t]), int(y2[t])
+        inside = inside_all[t] if len(boxes) else np.zeros(0, dtype=bool)
+        shifted = boxes[inside] - np.array([x1_, y1_, x1_, y1_], dtype=np.float32)
+        crop = np.ascontiguousarray(image[y1_:y2_, x1_:x2_])
+        return crop, *_clip_valid(shifted, labels[inside], x2_ - x1_, y2_ - y1_)
     return image, boxes, labels
 
 
