@@ -3,6 +3,7 @@
     python -m edge.bench_runtime decode [--model RAW.onnx] [--images DIR] [--thresholds 0.7 0.3]
     python -m edge.bench_runtime frame --model M [--spec S] [--source VIDEO_OR_FOLDER] [--size 640x480]
                                        [--threads N] [--seconds S]
+    python -m edge.bench_runtime compare --base FP32_MODEL --models INT8_MODEL... [--threads 1] [--rounds 40]
 
 ``decode`` runs the published UltraFace model without post-processing on real photos once, then times,
 call by call and interleaved in the same run, :class:`edge.decoders.SSDDecoder` (decode + class-aware
@@ -27,6 +28,12 @@ is in the slot whenever the detector comes for one, so the figures are the detec
 one delivering ``--camera-fps``. ``--live`` reads the source through :func:`edge.sources.open_source`
 in the capture thread instead, decoding as a file source would (then the source may be the limit).
 
+``compare`` answers "is B faster than A on this machine?" where timings drift (a shared or throttled
+CPU): rounds of ``--runs`` back-to-back runs of every model in turn, all on the same input shape, and for
+each model against ``--base`` the median of the per-round ratios and in how many rounds it was faster
+(:func:`bench_paired`). Drift hits both sides of a round alike, so the paired ratio holds where
+separately measured medians swing by 20 %.
+
 Needs only the ``edge`` extra (numpy, OpenCV, ONNX Runtime / LiteRT). Medians are quoted throughout.
 """
 
@@ -47,7 +54,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.backends import open_backend
+from edge.backends import open_backend, quantize
 from edge.capture import CaptureThread, FrameSlot
 from edge.decoders import SSDDecoder
 from edge.detector import Detector, load_spec
@@ -62,6 +69,7 @@ __all__ = [
     "ReplaySource",
     "bench_decode",
     "bench_frame",
+    "bench_paired",
     "load_frames",
     "main",
     "ultraface_outputs",
@@ -664,6 +672,72 @@ def print_frame(r: Mapping[str, Any], threads: int | None, model: str, share: fl
     )
 
 
+# --------------------------------------------------------------------------------------- paired latency
+
+
+def bench_paired(
+    base: str | os.PathLike[str], models: Sequence[str | os.PathLike[str]], threads: int = 1, rounds: int = 40,
+    runs: int = 20, warmup: int = 20,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Interleaved latency of ``base`` and ``models`` (backend ``run`` on one random pre-processed input,
+    already quantised for an integer-input model, as :class:`edge.detector.Detector` passes it): per model,
+    the median over rounds of each round's median (ms) and, against ``base``, the median per-round ratio
+    and the number of rounds it was faster. The base's own row comes first."""
+    if rounds < 1 or runs < 1:
+        raise ValueError(f"rounds and runs must be >= 1, got {rounds} and {runs}")
+    paths = [str(base), *map(str, models)]
+    backends = [open_backend(p, threads=threads) for p in paths]
+    inputs = []
+    for path, backend in zip(paths, backends, strict=True):
+        shape = backend.input_shape
+        if any(d is None for d in shape):
+            raise ValueError(f"{path}: input shape {list(shape)} is not static; compare needs a fixed size")
+        x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
+        quant = getattr(backend, "input_quant", None)  # an int8-input model gets int8, as the Detector passes it
+        inputs.append(x if quant is None else quantize(x, quant, backend.input_dtype))
+    for backend, x in zip(backends, inputs, strict=True):
+        for _ in range(warmup):
+            backend.run(x)
+    per_round = np.zeros((len(paths), rounds))
+    for r in _progress_rounds(rounds):
+        for i, (backend, x) in enumerate(zip(backends, inputs, strict=True)):
+            times = []
+            for _ in range(runs):
+                start = time.perf_counter()
+                backend.run(x)
+                times.append(time.perf_counter() - start)
+            per_round[i, r] = float(np.median(times)) * 1e3
+    ratios = per_round / per_round[0]
+    return [
+        {
+            "model": path,
+            "median_ms": float(np.median(per_round[i])),
+            "min_round_ms": float(per_round[i].min()),
+            "ratio_vs_base": float(np.median(ratios[i])),
+            "faster_rounds": int((per_round[i] < per_round[0]).sum()),
+            "rounds": rounds,
+        }
+        for i, path in enumerate(paths)
+    ]
+
+
+def _progress_rounds(rounds: int) -> Any:
+    try:
+        from tqdm import tqdm
+    except ImportError:  # the edge extra does not need tqdm: plain rounds
+        return range(rounds)
+    return tqdm(range(rounds), desc="rounds", leave=False)
+
+
+def print_paired(rows: Sequence[Mapping[str, Any]], threads: int) -> None:
+    print(f"paired latency, {threads} thread(s), {rows[0]['rounds']} interleaved rounds (medians):")
+    for i, row in enumerate(rows):
+        vs = "base" if i == 0 else (
+            f"{row['ratio_vs_base']:.3f}x base, faster in {row['faster_rounds']}/{row['rounds']} rounds"
+        )  # fmt: skip
+        print(f"  {Path(row['model']).name:36s} {row['median_ms']:7.3f} ms  {vs}")
+
+
 # ------------------------------------------------------------------------------------------------- CLI
 
 
@@ -692,6 +766,13 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--target-share", type=float, default=0.15)
     f.add_argument("--target-fps-ratio", type=float, default=0.15)
     f.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    c = sub.add_parser("compare", help="paired, interleaved latency of models against a base model")
+    c.add_argument("--base", required=True, help="the reference model (e.g. the fp32 .onnx / .tflite)")
+    c.add_argument("--models", nargs="+", required=True, help="models to compare with it (e.g. int8)")
+    c.add_argument("--threads", type=int, default=1)
+    c.add_argument("--rounds", type=int, default=40)
+    c.add_argument("--runs", type=int, default=20, help="back-to-back runs per model per round")
+    c.add_argument("--json", action="store_true", help="print the figures as JSON too")
     return p
 
 
@@ -709,6 +790,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_decode(rows, len(spec.priors.generate(spec.input_size)), args.target_ms, args.target_speedup)
         if args.json:
             print(json.dumps(rows))
+        return 0
+    if args.command == "compare":
+        try:
+            paired = bench_paired(args.base, args.models, args.threads, args.rounds, args.runs)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print_paired(paired, args.threads)
+        if args.json:
+            print(json.dumps(paired))
         return 0
     try:
         spec = load_spec(args.spec) if args.spec else None

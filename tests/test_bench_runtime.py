@@ -19,6 +19,7 @@ from edge.bench_runtime import (
     _reference_for,
     bench_decode,
     bench_frame,
+    bench_paired,
     main,
     print_frame,
     same_detections,
@@ -226,3 +227,21 @@ def test_one_class_nms_equals_multiclass_nms():
         keep = one_class_nms(boxes, scores, 0.45, top_k=20, max_candidates=100)
         b, s, c = multiclass_nms(boxes, scores[:, None], -1.0, 0.45, top_k=20, max_candidates=100)
         assert np.array_equal(boxes[keep], b) and np.array_equal(scores[keep], s) and not c.any()
+
+
+def test_paired_compare_of_two_runtimes_on_the_published_model(capsys):
+    onnx_model = ultraface("version-slim-320_without_postprocessing.onnx")
+    tflite_model = ultraface("version-slim-320_without_postprocessing.tflite")
+    rows = bench_paired(onnx_model, [tflite_model, onnx_model], threads=1, rounds=3, runs=2, warmup=1)
+    assert [r["model"] for r in rows] == [str(onnx_model), str(tflite_model), str(onnx_model)]
+    base, _, same = rows
+    assert base["ratio_vs_base"] == 1.0 and base["faster_rounds"] == 0 and base["rounds"] == 3
+    assert all(0 < r["min_round_ms"] <= r["median_ms"] for r in rows)
+    assert 0.2 < same["ratio_vs_base"] < 5  # the same model against itself: the same time within noise
+    with pytest.raises(ValueError, match="rounds and runs must be >= 1"):
+        bench_paired(onnx_model, [tflite_model], rounds=0)
+    argv = ["compare", "--base", str(onnx_model), "--models", str(tflite_model), "--rounds", "2", "--runs", "2"]
+    assert main([*argv, "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "2 interleaved rounds" in out and "x base, faster in" in out
+    assert main(["compare", "--base", str(onnx_model.with_name("missing.onnx")), "--models", str(tflite_model)]) == 2
