@@ -228,6 +228,10 @@ def run_demo(settings: DemoSettings, log: Callable[[str], None] = print) -> list
     return results
 
 
+def _shown(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
 def cli(args: argparse.Namespace) -> int:
     out = Path(args.out)
     settings = DemoSettings.quick_settings(out) if args.quick else DemoSettings(out=out)
@@ -237,7 +241,12 @@ def cli(args: argparse.Namespace) -> int:
     for r in results:
         print(f"  {r.status:8s} {r.name:32s} {r.seconds:7.1f} s  {r.detail}")
         for key, value in r.outputs.items():
-            print(f"           {key}: {value}")
+            if isinstance(value, dict):  # e.g. the exported files of one head, one per line
+                print(f"           {key}:")
+                for name, item in value.items():
+                    print(f"             {name}: {_shown(item)}")
+            else:
+                print(f"           {key}: {_shown(value)}")
     print(
         f"  total {(time.monotonic() - t0) / 60:.1f} min; everything is under {out}/ "
         f"(summary: {out / 'demo_summary.json'})"

@@ -34,3 +34,6 @@ def test_quick_demo_runs_end_to_end(tmp_path):
     cap = cv2.VideoCapture(video["annotated"])
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == video["frames"] == 6
     assert "everything is under" in proc.stdout
+    lines = [line.strip() for line in proc.stdout.splitlines()]
+    assert "PosixPath(" not in proc.stdout  # where everything is, as plain paths, one file per line
+    assert any(line.startswith("onnx: ") and line.endswith("last.onnx") for line in lines), proc.stdout[-3000:]
