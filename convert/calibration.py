@@ -19,23 +19,13 @@ from edge.datasets.image_files import IMAGE_EXTENSIONS, read_image
 from edge.datasets.sample import Dataset
 from edge.model_spec import ModelSpec
 from edge.preprocess import Preprocessor
+from edge.progress import progress
 
-__all__ = ["CalibSource", "calibration_images", "calibration_tensors", "progress"]
+__all__ = ["CalibSource", "calibration_images", "calibration_tensors"]
 
 log = logging.getLogger("edgedet.calibration")
 
 CalibSource = str | os.PathLike[str] | Dataset | Sequence[str | os.PathLike[str]]
-
-
-def progress(items, total: int, desc: str, enabled: bool = True):
-    """``items`` under a tqdm bar (when tqdm is installed and ``enabled``)."""
-    if not enabled:
-        return items
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return items
-    return tqdm(items, total=total, desc=desc, leave=False, dynamic_ncols=True)
 
 
 def _folder_images(folder: Path) -> list[Path]:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.calibration import CalibSource, calibration_images, progress
+from convert.calibration import CalibSource, calibration_images
 from convert.checkpoint_input import open_checkpoint
 from convert.output_layout import to_layout_of
 from edge.box_coder import decode_to_corners
@@ -37,6 +37,7 @@ from edge.datasets.image_files import read_image
 from edge.detector import Detection, Detector
 from edge.heatmap_decode import peak_map
 from edge.model_spec import ModelSpec
+from edge.progress import progress
 
 __all__ = ["ParityReport", "ParityRow", "check_parity", "is_exact", "match_detections"]
 

@@ -35,8 +35,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from convert.calibration import CalibSource, calibration_tensors, progress
+from convert.calibration import CalibSource, calibration_tensors
 from convert.onnx_export import read_metadata_spec, set_metadata_spec
+from edge.progress import progress
 
 __all__ = ["CALIBRATION_METHODS", "quantize_onnx", "stem_nodes", "tail_nodes"]
 

@@ -62,6 +62,7 @@ from edge.events import build_event
 from edge.media import IMAGE_SUFFIXES, iter_video, list_images, read_image
 from edge.model_spec import ModelSpec
 from edge.pipeline import Pipeline
+from edge.progress import progress
 from edge.sinks import JsonLinesSink
 from edge.sources import CaptureSource
 
@@ -699,7 +700,7 @@ def bench_paired(
         for _ in range(warmup):
             backend.run(x)
     per_round = np.zeros((len(paths), rounds))
-    for r in _progress_rounds(rounds):
+    for r in progress(range(rounds), rounds, "rounds"):
         for i, (backend, x) in enumerate(zip(backends, inputs, strict=True)):
             times = []
             for _ in range(runs):
@@ -719,14 +720,6 @@ def bench_paired(
         }
         for i, path in enumerate(paths)
     ]
-
-
-def _progress_rounds(rounds: int) -> Any:
-    try:
-        from tqdm import tqdm
-    except ImportError:  # the edge extra does not need tqdm: plain rounds
-        return range(rounds)
-    return tqdm(range(rounds), desc="rounds", leave=False)
 
 
 def print_paired(rows: Sequence[Mapping[str, Any]], threads: int) -> None:

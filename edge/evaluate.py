@@ -11,7 +11,7 @@ import argparse
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import numpy as np
 from edge.coco_metrics import ImageDetections, ImageTruth, coco_metrics
 from edge.datasets.sample import Dataset
 from edge.detector import Detector
+from edge.progress import progress as show
 
 __all__ = ["cli", "evaluate_detector", "label_mapping", "parse_class_map"]
 
@@ -52,22 +53,12 @@ def label_mapping(dataset_classes: Sequence[str], model_labels: Sequence[str]) -
     return np.array([index[c] for c in dataset_classes], dtype=np.int64)
 
 
-def _progress(items: Iterable[Any], total: int, enabled: bool) -> Iterable[Any]:
-    if not enabled:
-        return items
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return items
-    return tqdm(items, total=total, desc="evaluating", leave=False, dynamic_ncols=True)
-
-
 def evaluate_detector(detector: Detector, dataset: Dataset, progress: bool = True) -> dict[str, Any]:
     """COCO metrics of ``detector`` on ``dataset``, plus timing; unreadable images are reported and skipped."""
     to_model = label_mapping(dataset.classes, detector.labels)
     truth, dets = [], []
     times = []
-    for sample in _progress(dataset, len(dataset), progress):
+    for sample in show(dataset, len(dataset), "evaluating", progress):
         try:
             image = sample.load_image()
         except OSError as exc:

@@ -29,6 +29,7 @@ from edge.datasets.sample import Dataset
 from edge.datasets.spec import load_dataset
 from edge.model_spec import ModelSpec
 from edge.priors import PriorConfig
+from edge.progress import progress
 from training.augment import train_transform
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.config import load_config
@@ -67,11 +68,11 @@ def lr_factor(step: int, total: int, warmup: int, sched: dict[str, Any], time_fr
     """
     if warmup > 0 and step < warmup:
         return 0.1 + 0.9 * step / warmup
-    progress = max((step - warmup) / max(1, total - warmup), time_fraction)
+    done = max((step - warmup) / max(1, total - warmup), time_fraction)
     if sched["name"] == "cosine":
         lo = sched["min_lr_ratio"]
-        return lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    return sched["gamma"] ** sum(progress >= m for m in sched["milestones"])
+        return lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
+    return sched["gamma"] ** sum(done >= m for m in sched["milestones"])
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -291,7 +292,7 @@ def _train(config: dict[str, Any], resume: str | None, dd: _Dist, device: torch.
         net.train()
         sums = torch.zeros(1 + len(parts), device=device)
         seen, t0 = 0, time.monotonic()
-        bar = _progress(loader, f"epoch {epoch + 1}/{epochs}", dd.main)
+        bar = progress(loader, len(loader), f"epoch {epoch + 1}/{epochs}", dd.main)
         for images, targets in bar:
             images = images.to(device, non_blocking=True)
             targets = {k: v.to(device, non_blocking=True) for k, v in targets.items()}
@@ -395,16 +396,6 @@ def _append_csv(path: Path, row: dict[str, Any]) -> None:
         w.writeheader()
         w.writerows(rows)
     os.replace(tmp, path)
-
-
-def _progress(iterable, desc: str, enabled: bool):
-    if not enabled:
-        return iterable
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return iterable
-    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
 
 
 def _tensorboard(out: Path):
