@@ -10,13 +10,13 @@ on the same images as the checkpoint (:class:`training.module_backend.ModuleBack
   fits), and identical detections after decode + NMS: same count, same classes, boxes within
   ``box_tol`` (1e-3 px). Detections scoring within ``atol`` of the score threshold are left out of the
   comparison (either side may legitimately drop them).
+* **reduced-precision models** (int8, fp16 weights, dynamic range): PyTorch's detections are matched
+  (same class, IoU >= 0.5, greedy by score) and the recall must reach ``min_recall`` (95%).
 
 Detections are compared at the checkpoint's score threshold, the same for every model. Where the
 checkpoint finds nothing at it on the parity images (a briefly trained CenterNet peaks at 0.2-0.3, below
 a default of 0.4), they are compared at ``PARITY_SCORE_THRESHOLD`` (0.1) instead, so the check never
 compares empty lists.
-* **reduced-precision models** (int8, fp16 weights, dynamic range): PyTorch's detections are matched
-  (same class, IoU >= 0.5, greedy by score) and the recall must reach ``min_recall`` (95%).
 """
 
 from __future__ import annotations
