@@ -47,6 +47,13 @@ def _eval(p: argparse.ArgumentParser) -> None:
         "--class-map", metavar="SRC=DST,...", default=None, help="rename dataset classes, e.g. a=face,b=face"
     )
     p.add_argument("--spec", default=None, help="spec JSON for a model without metadata, or 'ultraface'")
+    p.add_argument(
+        "--compare",
+        metavar="BASE",
+        default=None,
+        help="also score BASE (e.g. the fp32 model) and print the AP50 / AP difference with a paired-bootstrap CI",
+    )
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap draws for --compare (default: 1000)")
 
 
 def _export(p: argparse.ArgumentParser) -> None:

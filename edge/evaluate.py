@@ -22,7 +22,7 @@ from edge.datasets.sample import Dataset
 from edge.detector import Detector
 from edge.progress import progress as show
 
-__all__ = ["cli", "evaluate_detector", "label_mapping", "parse_class_map"]
+__all__ = ["cli", "evaluate_detector", "label_mapping", "parse_class_map", "run_detector"]
 
 log = logging.getLogger("edgedet.eval")
 EVAL_SCORE_THRESHOLD = 0.01
@@ -53,8 +53,11 @@ def label_mapping(dataset_classes: Sequence[str], model_labels: Sequence[str]) -
     return np.array([index[c] for c in dataset_classes], dtype=np.int64)
 
 
-def evaluate_detector(detector: Detector, dataset: Dataset, progress: bool = True) -> dict[str, Any]:
-    """COCO metrics of ``detector`` on ``dataset``, plus timing; unreadable images are reported and skipped."""
+def run_detector(
+    detector: Detector, dataset: Dataset, progress: bool = True
+) -> tuple[list[ImageTruth], list[ImageDetections], list[float]]:
+    """Ground truth and detections per readable image of ``dataset`` (labels in the model's indices),
+    and the seconds each ``detect`` took; unreadable images are reported and skipped."""
     to_model = label_mapping(dataset.classes, detector.labels)
     truth, dets = [], []
     times = []
@@ -76,9 +79,21 @@ def evaluate_detector(detector: Detector, dataset: Dataset, progress: bool = Tru
                 np.array([d.class_id for d in found], dtype=np.int64),
             )
         )
+    return truth, dets, times
+
+
+def _score(
+    detector: Detector, dataset: Dataset, progress: bool = True
+) -> tuple[list[ImageTruth], list[ImageDetections], dict[str, Any]]:
+    truth, dets, times = run_detector(detector, dataset, progress)
     metrics = coco_metrics(truth, dets, detector.labels)
     metrics["median_ms_per_image"] = float(np.median(times) * 1e3) if times else float("nan")
-    return metrics
+    return truth, dets, metrics
+
+
+def evaluate_detector(detector: Detector, dataset: Dataset, progress: bool = True) -> dict[str, Any]:
+    """COCO metrics of ``detector`` on ``dataset``, plus timing; unreadable images are reported and skipped."""
+    return _score(detector, dataset, progress)[2]
 
 
 def _metrics_line(m: Mapping[str, Any]) -> str:
@@ -90,18 +105,43 @@ def _metrics_line(m: Mapping[str, Any]) -> str:
 
 
 def cli(args: argparse.Namespace) -> int:
+    from edge.ap_compare import paired_bootstrap
     from edge.datasets.spec import load_dataset
     from edge.detector import load_spec
 
     spec = load_spec(args.spec) if getattr(args, "spec", None) else None
     threshold = EVAL_SCORE_THRESHOLD if args.score_threshold is None else args.score_threshold
-    detector = Detector.from_model(args.model, spec=spec, threads=args.threads, score_threshold=threshold)
+    base_path = getattr(args, "compare", None)
+
+    def open_model(path: str) -> Detector:
+        return Detector.from_model(path, spec=spec, threads=args.threads, score_threshold=threshold)
+
+    detector = open_model(args.model)
+    base = open_model(base_path) if base_path else None
+    if base is not None and tuple(base.labels) != tuple(detector.labels):
+        raise ValueError(
+            f"--compare {base_path}: its labels {list(base.labels)} differ from {args.model}'s {list(detector.labels)}"
+        )
     dataset = load_dataset(args.data, class_map=parse_class_map(args.class_map))
     if len(dataset.report):
         print(dataset.report.summary())
-    metrics = evaluate_detector(detector, dataset)
+    truth, dets, metrics = _score(detector, dataset)
     print(f"{args.model}: {_metrics_line(metrics)}")
+    record: dict[str, Any] = {"model": str(args.model), "data": args.data, **metrics}
+    if base is not None:
+        base_truth, base_dets, base_metrics = _score(base, dataset)
+        if [t.image_id for t in base_truth] != [t.image_id for t in truth]:  # an image became unreadable between runs
+            raise RuntimeError(f"--compare: {base_path} and {args.model} did not see the same images")
+        print(f"{base_path}: {_metrics_line(base_metrics)}")
+        compare: dict[str, Any] = {"base": str(base_path), "base_metrics": base_metrics}
+        for metric in ("AP50", "AP"):
+            delta = paired_bootstrap(
+                truth, base_dets, dets, detector.labels, metric, getattr(args, "resamples", 1000), show_progress=True
+            )
+            print(delta.line(Path(base_path).name, Path(args.model).name))
+            compare[metric] = {k: v for k, v in vars(delta).items() if k != "metric"}
+        record["compare"] = compare
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"model": str(args.model), "data": args.data, **metrics}, indent=2))
+        Path(args.json).write_text(json.dumps(record, indent=2))
     return 0

@@ -5,28 +5,9 @@ import io
 
 import numpy as np
 import pytest
+from tests_support import random_case
 
-from edge.coco_metrics import ImageDetections, ImageTruth, coco_metrics
-
-
-def random_case(seed, n_images=12, classes=2):
-    rng = np.random.default_rng(seed)
-    truth, dets = [], []
-    for i in range(n_images):
-        m = int(rng.integers(0, 5))
-        xy = rng.uniform(0, 200, (m, 2))
-        gt = np.concatenate([xy, xy + rng.uniform(5, 120, (m, 2))], axis=1)
-        labels = rng.integers(0, classes, m)
-        truth.append(ImageTruth(f"img{i}", 320, 240, gt, labels))
-        noisy = gt + rng.normal(0, 6, gt.shape)
-        fp = rng.uniform(0, 200, (2, 2))
-        boxes = np.concatenate([noisy, np.concatenate([fp, fp + 30], axis=1)])
-        dets.append(
-            ImageDetections(
-                f"img{i}", boxes, rng.uniform(0, 1, len(boxes)), np.concatenate([labels, rng.integers(0, classes, 2)])
-            )
-        )
-    return truth, dets
+from edge.coco_metrics import ImageDetections, coco_metrics
 
 
 def pycocotools_stats(truth, dets, classes):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge.coco_metrics import ImageDetections, ImageTruth
+
 
 def brute_iou(a, b) -> float:
     """IoU of two corner boxes, written out plainly."""
@@ -21,3 +23,25 @@ def clustered_boxes(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.nd
     wh = rng.uniform(8, 30, (n, 2))
     boxes = np.concatenate([c - wh / 2, c + wh / 2], axis=1)
     return boxes, rng.permutation(n) / max(n, 1) + rng.uniform(0, 1e-3, n)
+
+
+def random_case(seed, n_images=12, classes=2):
+    """Ground truth on ``n_images`` images and detections: each box jittered, plus two false positives,
+    all with random scores."""
+    rng = np.random.default_rng(seed)
+    truth, dets = [], []
+    for i in range(n_images):
+        m = int(rng.integers(0, 5))
+        xy = rng.uniform(0, 200, (m, 2))
+        gt = np.concatenate([xy, xy + rng.uniform(5, 120, (m, 2))], axis=1)
+        labels = rng.integers(0, classes, m)
+        truth.append(ImageTruth(f"img{i}", 320, 240, gt, labels))
+        noisy = gt + rng.normal(0, 6, gt.shape)
+        fp = rng.uniform(0, 200, (2, 2))
+        boxes = np.concatenate([noisy, np.concatenate([fp, fp + 30], axis=1)])
+        dets.append(
+            ImageDetections(
+                f"img{i}", boxes, rng.uniform(0, 1, len(boxes)), np.concatenate([labels, rng.integers(0, classes, 2)])
+            )
+        )
+    return truth, dets
