@@ -4,6 +4,7 @@
     python -m edge.bench_runtime frame --model M [--spec S] [--source VIDEO_OR_FOLDER] [--size 640x480]
                                        [--threads N] [--seconds S]
     python -m edge.bench_runtime compare --base FP32_MODEL --models INT8_MODEL... [--threads 1] [--rounds 40]
+    python -m edge.bench_runtime profile --models A.onnx B.onnx... [--threads 1] [--runs 200]
 
 ``decode`` runs the published UltraFace model without post-processing on real photos once, then times,
 call by call and interleaved in the same run, :class:`edge.decoders.SSDDecoder` (decode + class-aware
@@ -33,6 +34,9 @@ CPU): rounds of ``--runs`` back-to-back runs of every model in turn, all on the 
 each model against ``--base`` the median of the per-round ratios and in how many rounds it was faster
 (:func:`bench_paired`). Drift hits both sides of a round alike, so the paired ratio holds where
 separately measured medians swing by 20 %.
+
+``profile`` says why: ONNX Runtime's per-node kernel times summed by operator kind, one column per model
+(:func:`edge.ort_profile.profile_onnx`; depthwise convolutions apart as ``/dw``).
 
 Needs only the ``edge`` extra (numpy, OpenCV, ONNX Runtime / LiteRT). Medians are quoted throughout.
 """
@@ -766,6 +770,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--rounds", type=int, default=40)
     c.add_argument("--runs", type=int, default=20, help="back-to-back runs per model per round")
     c.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    r = sub.add_parser("profile", help="ONNX Runtime time by operator kind (pointwise / depthwise apart)")
+    r.add_argument("--models", nargs="+", required=True, help=".onnx models (e.g. fp32 and its int8 twin)")
+    r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--runs", type=int, default=200)
+    r.add_argument("--json", action="store_true", help="print the figures as JSON too")
     return p
 
 
@@ -783,6 +792,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print_decode(rows, len(spec.priors.generate(spec.input_size)), args.target_ms, args.target_speedup)
         if args.json:
             print(json.dumps(rows))
+        return 0
+    if args.command == "profile":
+        from edge.ort_profile import print_profiles, profile_onnx
+
+        try:
+            profiles = {m: profile_onnx(m, args.runs, args.threads) for m in args.models}
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print_profiles(profiles, args.threads)
+        if args.json:
+            print(json.dumps(profiles))
         return 0
     if args.command == "compare":
         try:

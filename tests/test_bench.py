@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests_support import single_conv_onnx
 
 from convert.bench import MIN_RUNS, parse_threads, run_bench, short_names
 from convert.machine_info import cpu_model, machine_info
@@ -129,7 +130,7 @@ def test_bench_writes_the_report_with_every_stat(models, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_a_bad_model_is_reported_and_the_others_still_run(models, tmp_path):
-    bare = _single_conv_onnx(tmp_path / "bare.onnx", cin=3, cout=4, k=3, stride=1, size=(120, 160))
+    bare = single_conv_onnx(tmp_path / "bare.onnx", cin=3, cout=4, k=3, stride=1, size=(120, 160))
     result = run_bench([bare, models["ssd_onnx"]], out=tmp_path / "rep", threads=[1], runs=MIN_RUNS, progress=False)
     report = json.loads(result["report_json"].read_text())
     assert [r["name"] for r in report["results"]] == ["tiny.onnx"]
@@ -208,38 +209,13 @@ def test_pareto_front_matches_brute_force_on_random_lists():
 # ------------------------------------------------------------------------------------------ MFLOPs and params
 
 
-def _single_conv_onnx(path, cin, cout, k, stride, size, group=1, bias=True):
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper, numpy_helper
-
-    h, w = size
-    rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array(rng.normal(size=(cout, cin // group, k, k)).astype(np.float32), "W")]
-    inputs = ["x", "W"]
-    if bias:
-        inits.append(numpy_helper.from_array(np.zeros(cout, np.float32), "B"))
-        inputs.append("B")
-    pad = k // 2
-    node = helper.make_node("Conv", inputs, ["y"], pads=[pad] * 4, strides=[stride] * 2, group=group)
-    graph = helper.make_graph(
-        [node, helper.make_node("Relu", ["y"], ["z"])],
-        "conv",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, h, w])],
-        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
-    onnx.save(model, path)
-    return path
-
-
 @pytest.mark.parametrize(
     ("cin", "cout", "k", "stride", "group", "bias"),
     [(3, 8, 3, 1, 1, True), (16, 32, 1, 1, 1, False), (8, 8, 3, 2, 8, True)],  # full, pointwise, depthwise
 )
 def test_mflops_and_params_of_a_single_conv(tmp_path, cin, cout, k, stride, group, bias):
     h, w = 24, 40
-    path = _single_conv_onnx(tmp_path / "c.onnx", cin, cout, k, stride, (h, w), group, bias)
+    path = single_conv_onnx(tmp_path / "c.onnx", cin, cout, k, stride, (h, w), group, bias)
     stats = model_stats(path)
     ho, wo = -(-h // stride), -(-w // stride)
     # FLOPs, not MACs: one multiply and one add per weight per output pixel

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from edge.coco_metrics import ImageDetections, ImageTruth
 
@@ -45,3 +46,29 @@ def random_case(seed, n_images=12, classes=2):
             )
         )
     return truth, dets
+
+
+def single_conv_onnx(path, cin, cout, k, stride, size, group=1, bias=True):
+    """A one-layer ONNX model at ``path``: Conv (random weights, ``group`` groups, same padding) + Relu."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    h, w = size
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.normal(size=(cout, cin // group, k, k)).astype(np.float32), "W")]
+    inputs = ["x", "W"]
+    if bias:
+        inits.append(numpy_helper.from_array(np.zeros(cout, np.float32), "B"))
+        inputs.append("B")
+    pad = k // 2
+    node = helper.make_node("Conv", inputs, ["y"], pads=[pad] * 4, strides=[stride] * 2, group=group)
+    graph = helper.make_graph(
+        [node, helper.make_node("Relu", ["y"], ["z"])],
+        "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, h, w])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    onnx.save(model, path)
+    return path
