@@ -20,6 +20,7 @@ import numpy as np
 from edge.coco_metrics import ImageDetections, ImageTruth, coco_metrics
 from edge.datasets.sample import Dataset
 from edge.detector import Detector
+from edge.operating_point import best_f1_threshold
 from edge.progress import progress as show
 
 __all__ = ["cli", "evaluate_detector", "label_mapping", "parse_class_map", "run_detector"]
@@ -88,6 +89,9 @@ def _score(
     truth, dets, times = run_detector(detector, dataset, progress)
     metrics = coco_metrics(truth, dets, detector.labels)
     metrics["median_ms_per_image"] = float(np.median(times) * 1e3) if times else float("nan")
+    point = best_f1_threshold(truth, dets)
+    metrics["best_f1_threshold"] = None if point is None else point.threshold
+    metrics["best_f1"] = None if point is None else point.f1
     return truth, dets, metrics
 
 
@@ -97,8 +101,9 @@ def evaluate_detector(detector: Detector, dataset: Dataset, progress: bool = Tru
 
 
 def _metrics_line(m: Mapping[str, Any]) -> str:
+    f1 = "" if m.get("best_f1") is None else f"  best F1 {m['best_f1']:.3f} at score >= {m['best_f1_threshold']:.3f}"
     return (
-        f"AP50 {m['AP50']:.3f}  AP {m['AP']:.3f}  AP75 {m['AP75']:.3f}  "
+        f"AP50 {m['AP50']:.3f}  AP {m['AP']:.3f}  AP75 {m['AP75']:.3f}{f1}  "
         f"({m['images']} images, {m['ground_truth']} boxes, {m['detections']} detections, "
         f"{m['median_ms_per_image']:.1f} ms/image median)"
     )

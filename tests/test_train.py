@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from edge.datasets.spec import load_dataset
 from training.checkpoint import load_checkpoint
 from training.config import load_config
+from training.evaluate import evaluate_model
 from training.train import build_spec, make_train_loader, train
 
 TINY = [
@@ -42,11 +44,15 @@ def test_tiny_run_writes_checkpoints_and_metrics(tmp_path, head):
     rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert all(float(r["loss"]) > 0 and "AP50" in r for r in rows)
+    # score_threshold: auto -> the checkpoint runs at the best-F1 threshold of its own val evaluation
+    model, _, _ = load_checkpoint(summary["last"])
+    again = evaluate_model(model, spec, load_dataset(config["data"]["val"]), progress=False)
+    expected = 0.4 if again["best_f1_threshold"] is None else again["best_f1_threshold"]
+    assert spec.score_threshold == pytest.approx(expected)
+    assert ("score_threshold" in rows[-1]) == (again["best_f1_threshold"] is not None)
 
 
 def _epoch_batches(config, epochs):
-    from edge.datasets.spec import load_dataset
-
     spec = build_spec(config, ("circle", "square", "triangle"))
     data, loader, sampler, generator = make_train_loader(config, spec, load_dataset(config["data"]["train"]))
     out = []

@@ -24,6 +24,8 @@ def test_defaults_file_and_overrides_merge(tmp_path):
         ("", ["model.head=yolo"], r"model.head must be one of"),
         ("", ["optimizer.lr=fast"], r"optimizer.lr must be a number"),
         ("", ["epochs=0"], r"epochs must be > 0"),
+        ("", ["model.score_threshold=high"], r"model.score_threshold must be 'auto' or a number in \(0, 1\]"),
+        ("", ["model.score_threshold=1.5"], r"model.score_threshold must be 'auto' or a number in \(0, 1\]"),
         ("", ["batch_size=2.5"], r"batch_size must be an integer"),
         ("", ["model.input_size=[320]"], r"model.input_size must be \[width, height\]"),
         ("", ["lr"], r"expected key=value"),

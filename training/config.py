@@ -34,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
         "input_size": [320, 240],  # width, height
         "priors": _ANY,  # PriorConfig mapping; default: UltraFace-style min_boxes
         "stride": 4,
-        "score_threshold": 0.4,
+        "score_threshold": "auto",  # or a number; auto: the best-F1 threshold of the latest val evaluation
         "iou_threshold": 0.45,
         "top_k": 100,
         "init": "",  # optional checkpoint to start from (weights only)
@@ -77,6 +77,8 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 
+_AUTO_OR_NUMBER = {"model.score_threshold"}
+AUTO_SCORE_FALLBACK = 0.4  # the spec's threshold under "auto" until (or without) a val evaluation
 _CHOICES = {
     "model.head": ("ssd", "centernet"),
     "optimizer.name": ("sgd", "adamw"),
@@ -87,6 +89,10 @@ _CHOICES = {
 def _check(value: Any, default: Any, key: str, source: str) -> Any:
     if default is _ANY:
         return value
+    if key in _AUTO_OR_NUMBER:
+        if value != "auto" and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1):
+            raise ValueError(f"{source}: {key} must be 'auto' or a number in (0, 1], got {value!r}")
+        return value if value == "auto" else float(value)
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ValueError(f"{source}: {key} must be true or false, got {value!r}")

@@ -17,6 +17,7 @@ import math
 import os
 import time
 from contextlib import nullcontext
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from edge.priors import PriorConfig
 from edge.progress import progress
 from training.augment import train_transform
 from training.checkpoint import load_checkpoint, save_checkpoint
-from training.config import load_config
+from training.config import AUTO_SCORE_FALLBACK, load_config
 from training.data_loader import DetectionDataset, EpochSampler, collate
 from training.evaluate import evaluate_model
 from training.losses import CenterNetLoss, MultiBoxLoss
@@ -54,7 +55,7 @@ def build_spec(config: dict[str, Any], labels: tuple[str, ...]) -> ModelSpec:
         base_channel=m["base_channel"],
         priors=priors if m["head"] == "ssd" else None,
         stride=m["stride"],
-        score_threshold=m["score_threshold"],
+        score_threshold=AUTO_SCORE_FALLBACK if m["score_threshold"] == "auto" else m["score_threshold"],
         iou_threshold=m["iou_threshold"],
         top_k=m["top_k"],
     )
@@ -229,6 +230,8 @@ def _train(config: dict[str, Any], resume: str | None, dd: _Dist, device: torch.
     ckpt: dict[str, Any] | None = None
     if resume:
         _, ckpt_spec, ckpt = load_checkpoint(resume, map_location=device)
+        if config["model"]["score_threshold"] == "auto":  # chosen by the run's own evaluations so far
+            spec = replace(spec, score_threshold=ckpt_spec.score_threshold)
         if ckpt_spec != spec:
             raise ValueError(f"{resume}: its model spec differs from this config's; resume with the same config")
         model.load_state_dict(ckpt["model"])
@@ -330,6 +333,9 @@ def _train(config: dict[str, Any], resume: str | None, dd: _Dist, device: torch.
             model.eval()
             result = evaluate_model(model, spec, val_set, score_threshold=config["eval"]["score_threshold"])
             metrics.update(AP=result["AP"], AP50=result["AP50"])
+            if config["model"]["score_threshold"] == "auto" and result.get("best_f1_threshold") is not None:
+                spec = replace(spec, score_threshold=result["best_f1_threshold"])  # saved with the checkpoints
+                metrics["score_threshold"] = spec.score_threshold
         history.append(metrics)
         if dd.main:
             log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items() if k != "epoch"))
