@@ -117,6 +117,9 @@ def cli(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec) if getattr(args, "spec", None) else None
     threshold = EVAL_SCORE_THRESHOLD if args.score_threshold is None else args.score_threshold
     base_path = getattr(args, "compare", None)
+    resamples = getattr(args, "resamples", 1000)
+    if base_path and resamples < 1:
+        raise ValueError(f"--resamples: expected >= 1, got {resamples}")
 
     def open_model(path: str) -> Detector:
         return Detector.from_model(path, spec=spec, threads=args.threads, score_threshold=threshold)
@@ -140,9 +143,7 @@ def cli(args: argparse.Namespace) -> int:
         print(f"{base_path}: {_metrics_line(base_metrics)}")
         compare: dict[str, Any] = {"base": str(base_path), "base_metrics": base_metrics}
         for metric in ("AP50", "AP"):
-            delta = paired_bootstrap(
-                truth, base_dets, dets, detector.labels, metric, getattr(args, "resamples", 1000), show_progress=True
-            )
+            delta = paired_bootstrap(truth, base_dets, dets, detector.labels, metric, resamples, show_progress=True)
             print(delta.line(Path(base_path).name, Path(args.model).name))
             compare[metric] = {k: v for k, v in vars(delta).items() if k != "metric"}
         record["compare"] = compare

@@ -111,3 +111,5 @@ def test_eval_compare_refuses_models_with_other_labels(tmp_path, capsys):
     argv = ["eval", "--model", str(tmp_path / "face.tflite"), "--compare", str(tmp_path / "cat.tflite")]
     assert main([*argv, "--data", f"voc:{faces}:val"]) == 1
     assert "cat.tflite: its labels ['cat'] differ from" in capsys.readouterr().err
+    assert main([*argv[:3], "--compare", str(tmp_path / "face.tflite"), "--data", "x", "--resamples", "0"]) == 1
+    assert "--resamples: expected >= 1, got 0" in capsys.readouterr().err
