@@ -32,11 +32,11 @@ from convert.calibration import CalibSource, calibration_images
 from convert.checkpoint_input import open_checkpoint
 from convert.output_layout import to_layout_of
 from edge.box_coder import decode_to_corners
-from edge.boxes import pairwise_iou
 from edge.datasets.image_files import read_image
 from edge.detector import Detection, Detector
 from edge.heatmap_decode import peak_map
 from edge.model_spec import ModelSpec
+from edge.operating_point import greedy_match
 from edge.progress import progress
 
 __all__ = ["ParityReport", "ParityRow", "check_parity", "is_exact", "match_detections"]
@@ -147,21 +147,20 @@ def match_detections(
     reference: Sequence[Detection], candidate: Sequence[Detection], iou: float = MATCH_IOU
 ) -> tuple[int, int]:
     """``(matched, unmatched candidates)``: reference detections (best first) greedily paired with the
-    same-class candidate of highest IoU >= ``iou``."""
+    same-class candidate of highest IoU >= ``iou`` (:func:`edge.operating_point.greedy_match`)."""
     if not reference or not candidate:
         return 0, len(candidate)
-    ious = pairwise_iou(np.array([d.box for d in reference]), np.array([d.box for d in candidate]))
-    same = np.array([[r.class_id == c.class_id for c in candidate] for r in reference])
-    ious = np.where(same, ious, 0.0)
-    used = np.zeros(len(candidate), dtype=bool)
-    matched = 0
-    for i in np.argsort([-d.score for d in reference], kind="stable"):
-        options = np.where(used, -1.0, ious[i])
-        j = int(np.argmax(options))
-        if options[j] >= iou:
-            used[j] = True
-            matched += 1
-    return matched, int((~used).sum())
+    matched = int(
+        greedy_match(
+            np.array([d.box for d in reference]),
+            np.array([d.score for d in reference]),
+            np.array([d.class_id for d in reference]),
+            np.array([d.box for d in candidate]),
+            np.array([d.class_id for d in candidate]),
+            iou,
+        ).sum()
+    )
+    return matched, len(candidate) - matched
 
 
 def _identical(reference: list[Detection], candidate: list[Detection], threshold: float, atol: float, tol: float):

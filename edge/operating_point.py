@@ -20,7 +20,7 @@ import numpy as np
 from edge.boxes import pairwise_iou
 from edge.coco_metrics import ImageDetections, ImageTruth
 
-__all__ = ["OperatingPoint", "best_f1_threshold", "match_detections"]
+__all__ = ["OperatingPoint", "best_f1_threshold", "greedy_match", "match_detections"]
 
 
 @dataclass(frozen=True)
@@ -31,28 +31,35 @@ class OperatingPoint:
     f1: float
 
 
-def match_detections(truth: ImageTruth, dets: ImageDetections, iou_threshold: float = 0.5) -> np.ndarray:
-    """Per detection of one image, whether it is a true positive (COCO's greedy matching at one IoU)."""
-    scores = np.asarray(dets.scores, dtype=np.float64).reshape(-1)
-    labels = np.asarray(dets.labels).reshape(-1)
-    gt_labels = np.asarray(truth.labels).reshape(-1)
-    gt_boxes = np.asarray(truth.boxes, dtype=np.float64).reshape(-1, 4)
-    hit = np.zeros(len(scores), dtype=bool)
-    for cls in np.unique(labels):
-        d_idx = np.flatnonzero(labels == cls)
-        g_idx = np.flatnonzero(gt_labels == cls)
-        if not len(g_idx):
-            continue
-        d_idx = d_idx[np.argsort(-scores[d_idx], kind="stable")]
-        iou = pairwise_iou(np.asarray(dets.boxes, dtype=np.float64).reshape(-1, 4)[d_idx], gt_boxes[g_idx])
-        free = np.ones(len(g_idx), dtype=bool)
-        for row, d in enumerate(d_idx):
-            candidates = np.where(free & (iou[row] >= iou_threshold), iou[row], -1.0)
-            best = int(np.argmax(candidates))
-            if candidates[best] >= 0:
-                free[best] = False
-                hit[d] = True
+def greedy_match(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    gt_boxes: np.ndarray,
+    gt_labels: np.ndarray,
+    iou_threshold: float = 0.5,
+) -> np.ndarray:
+    """Per detection, whether it found a partner: in descending score order each takes the not yet
+    taken same-class ``gt`` box it overlaps most, at IoU >= ``iou_threshold`` (COCO's matching at one IoU)."""
+    boxes, gt_boxes = (np.asarray(b, dtype=np.float64).reshape(-1, 4) for b in (boxes, gt_boxes))
+    scores, labels, gt_labels = (np.asarray(v).reshape(-1) for v in (scores, labels, gt_labels))
+    hit = np.zeros(len(boxes), dtype=bool)
+    if not len(boxes) or not len(gt_boxes):
+        return hit
+    iou = np.where(labels[:, None] == gt_labels[None, :], pairwise_iou(boxes, gt_boxes), -1.0)
+    free = np.ones(len(gt_boxes), dtype=bool)
+    for d in np.argsort(-scores, kind="stable"):
+        options = np.where(free, iou[d], -1.0)
+        g = int(np.argmax(options))
+        if options[g] >= iou_threshold:
+            free[g] = False
+            hit[d] = True
     return hit
+
+
+def match_detections(truth: ImageTruth, dets: ImageDetections, iou_threshold: float = 0.5) -> np.ndarray:
+    """Per detection of one image, whether it is a true positive (:func:`greedy_match` on its ground truth)."""
+    return greedy_match(dets.boxes, dets.scores, dets.labels, truth.boxes, truth.labels, iou_threshold)
 
 
 def best_f1_threshold(
