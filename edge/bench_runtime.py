@@ -778,6 +778,19 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _report(measure: Callable[[], Any], show: Callable[[Any], None], as_json: bool) -> int:
+    """Run ``measure``; print its figures (and their JSON), or the bad input as an error (exit status 2)."""
+    try:
+        figures = measure()
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    show(figures)
+    if as_json:
+        print(json.dumps(figures))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "decode":
@@ -796,25 +809,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "profile":
         from edge.ort_profile import print_profiles, profile_onnx
 
-        try:
-            profiles = {m: profile_onnx(m, args.runs, args.threads) for m in args.models}
-        except (FileNotFoundError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        print_profiles(profiles, args.threads)
-        if args.json:
-            print(json.dumps(profiles))
-        return 0
+        return _report(
+            lambda: {m: profile_onnx(m, args.runs, args.threads) for m in args.models},
+            lambda figures: print_profiles(figures, args.threads),
+            args.json,
+        )
     if args.command == "compare":
-        try:
-            paired = bench_paired(args.base, args.models, args.threads, args.rounds, args.runs)
-        except (FileNotFoundError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        print_paired(paired, args.threads)
-        if args.json:
-            print(json.dumps(paired))
-        return 0
+        return _report(
+            lambda: bench_paired(args.base, args.models, args.threads, args.rounds, args.runs),
+            lambda figures: print_paired(figures, args.threads),
+            args.json,
+        )
     try:
         spec = load_spec(args.spec) if args.spec else None
         detector = Detector.from_model(
