@@ -1,6 +1,7 @@
 """`python -m edge.bench_runtime profile`: ONNX Runtime's own per-node times, summed by operator kind."""
 
 import json
+import sys
 
 import pytest
 from tests_support import single_conv_onnx
@@ -43,3 +44,11 @@ def test_profile_names_what_is_wrong(tmp_path, capsys):
     assert "junk.onnx: ONNX Runtime cannot load it" in capsys.readouterr().err
     with pytest.raises(ValueError, match="runs: expected >= 1"):
         profile_onnx(junk, runs=0)
+
+
+def test_with_only_the_edge_extra_operators_are_summed_by_type(tmp_path, monkeypatch):
+    """No ``onnx`` package on a device: the profile still works, without the depthwise split."""
+    depthwise = single_conv_onnx(tmp_path / "dw.onnx", cin=8, cout=8, k=3, stride=1, size=(32, 32), group=8)
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx -> ImportError
+    p = profile_onnx(depthwise, runs=5)
+    assert "Conv" in p and "Conv/dw" not in p
