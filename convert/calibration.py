@@ -1,6 +1,6 @@
 """Calibration images for int8 quantisation, through exactly the runtime's pre-processing.
 
-``--calib`` is a dataset (anything :func:`edge.datasets.spec.load_dataset` reads: ``voc:ROOT:SPLIT``, a
+``--calib`` is a dataset (anything :func:`edgedet.edge.datasets.spec.load_dataset` reads: ``voc:ROOT:SPLIT``, a
 dataset YAML, a VOC / YOLO folder) or a plain folder of images (searched recursively). A fixed-seed
 random subset of ``count`` images is taken, so repeated exports calibrate identically.
 """
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.datasets.image_files import IMAGE_EXTENSIONS, read_image
-from edge.datasets.sample import Dataset
-from edge.model_spec import ModelSpec
-from edge.preprocess import Preprocessor
-from edge.progress import progress
+from edgedet.edge.core.model_spec import ModelSpec
+from edgedet.edge.datasets.image_files import IMAGE_EXTENSIONS, read_image
+from edgedet.edge.datasets.sample import Dataset
+from edgedet.edge.runtime.preprocess import Preprocessor
+from edgedet.edge.runtime.progress import progress
 
 __all__ = ["CalibSource", "calibration_images", "calibration_tensors"]
 
@@ -40,7 +40,7 @@ def _source_images(calib: CalibSource) -> list[Path]:
     text = os.fspath(calib)
     path = Path(text)
     if path.is_dir():
-        from edge.datasets.spec import load_dataset
+        from edgedet.edge.datasets.spec import load_dataset
 
         try:  # a VOC / YOLO folder: its annotated images
             return [s.image_path for s in load_dataset(text)]
@@ -53,7 +53,7 @@ def _source_images(calib: CalibSource) -> list[Path]:
             return images
     if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
         return [path]
-    from edge.datasets.spec import load_dataset
+    from edgedet.edge.datasets.spec import load_dataset
 
     try:
         dataset = load_dataset(text)
@@ -86,7 +86,8 @@ def calibration_tensors(
     seed: int = 0,
 ) -> np.ndarray:
     """``[N, 3, H, W]`` (or ``[N, H, W, 3]`` for ``layout="nhwc"``) float32 model inputs made by
-    :class:`edge.preprocess.Preprocessor` from ``count`` calibration images; unreadable ones are skipped."""
+    :class:`~edgedet.edge.runtime.preprocess.Preprocessor` from ``count`` calibration images; unreadable
+    ones are skipped."""
     pre = Preprocessor(replace(spec, layout=layout or spec.layout))
     paths = calibration_images(calib, count, seed)
     tensors = []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from torch import nn
 
-from edge.model_spec import ModelSpec
+from edgedet.edge.core.model_spec import ModelSpec
 
 __all__ = ["check_input_size", "open_checkpoint"]
 
@@ -18,7 +18,7 @@ def open_checkpoint(path: str | os.PathLike[str], head: str | None = None) -> tu
     A missing, truncated or foreign file, weights that do not fit the spec, or another head than
     ``head`` raise a ``ValueError`` naming the file and the problem.
     """
-    from training.checkpoint import load_checkpoint
+    from edgedet.training.checkpoint import load_checkpoint
 
     path = Path(path)
     if not path.exists():

@@ -6,7 +6,7 @@
 Files are named after the checkpoint: ``best.onnx``, ``best_int8.onnx``, ``best_fp32.tflite`` (+ its
 ``best_fp32.json`` spec), ``best_fp16``, ``best_dynamic``, ``best_int8`` (int8 in and out),
 ``best_int8_float_io`` (int8 inside, float in and out). Parity against the checkpoint runs by default
-(:mod:`convert.parity`); its table is printed and written to ``parity.txt`` in the output folder.
+(:mod:`edgedet.convert.parity`); its table is printed and written to ``parity.txt`` in the output folder.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from convert.calibration import CalibSource, calibration_tensors
-from convert.checkpoint_input import open_checkpoint
-from convert.onnx_export import export_onnx
-from convert.parity import ParityReport, check_parity
-from convert.quantize_onnx import quantize_onnx
-from convert.tflite_export import FLOAT_VARIANTS, INT8_VARIANTS, export_tflite
+from edgedet.convert.calibration import CalibSource, calibration_tensors
+from edgedet.convert.checkpoint_input import open_checkpoint
+from edgedet.convert.onnx_export import export_onnx
+from edgedet.convert.parity import ParityReport, check_parity
+from edgedet.convert.quantize_onnx import quantize_onnx
+from edgedet.convert.tflite_export import FLOAT_VARIANTS, INT8_VARIANTS, export_tflite
 
 __all__ = ["FORMATS", "cli", "export_all", "parse_formats"]
 
@@ -61,7 +61,7 @@ def export_all(
     on_report: Callable[[ParityReport], None] | None = None,
 ) -> dict[str, Path]:
     """Export ``ckpt`` into ``out_dir``; returns the files written by key (``onnx``, ``onnx_int8``,
-    ``tflite_fp32``, ... as in :data:`convert.tflite_export.VARIANTS`).
+    ``tflite_fp32``, ... as in :data:`edgedet.convert.tflite_export.VARIANTS`).
 
     ``formats``: ``onnx`` and/or ``tflite`` (the ONNX model is made either way; it is kept only when
     asked for). ``int8`` needs ``calib`` (a dataset spec, an image folder or a ``Dataset``), of which

@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convert.checkpoint_input import check_input_size, open_checkpoint
-from edge.model_spec import ModelSpec
-from training.box_ops import center_to_corner, decode, peak_map
+from edgedet.convert.checkpoint_input import check_input_size, open_checkpoint
+from edgedet.edge.core.model_spec import ModelSpec
+from edgedet.training.box_ops import center_to_corner, decode, peak_map
 
 __all__ = [
     "INPUT_NAME",

@@ -1,7 +1,7 @@
 """Parity of exported models with the PyTorch checkpoint they came from, through the device code path.
 
-Every model runs in :class:`edge.detector.Detector` (its own pre-processing, layout and output roles)
-on the same images as the checkpoint (:class:`training.module_backend.ModuleBackend`).
+Every model runs in :class:`edgedet.edge.runtime.detector.Detector` (its own pre-processing, layout and output roles)
+on the same images as the checkpoint (:class:`edgedet.training.module_backend.ModuleBackend`).
 
 * **fp32 models** (spec ``extra["quantization"]`` absent or ``"none"``): raw outputs within ``atol``
   (default 1e-4) of PyTorch's, relative to the magnitude where it exceeds 1 (``|diff| <= atol *
@@ -28,16 +28,16 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.calibration import CalibSource, calibration_images
-from convert.checkpoint_input import open_checkpoint
-from convert.output_layout import to_layout_of
-from edge.box_coder import decode_to_corners
-from edge.datasets.image_files import read_image
-from edge.detector import Detection, Detector
-from edge.heatmap_decode import peak_map
-from edge.model_spec import ModelSpec
-from edge.operating_point import greedy_match
-from edge.progress import progress
+from edgedet.convert.calibration import CalibSource, calibration_images
+from edgedet.convert.checkpoint_input import open_checkpoint
+from edgedet.convert.output_layout import to_layout_of
+from edgedet.edge.core.box_coder import decode_to_corners
+from edgedet.edge.core.heatmap_decode import peak_map
+from edgedet.edge.core.model_spec import ModelSpec
+from edgedet.edge.datasets.image_files import read_image
+from edgedet.edge.eval.operating_point import greedy_match
+from edgedet.edge.runtime.detector import Detection, Detector
+from edgedet.edge.runtime.progress import progress
 
 __all__ = ["ParityReport", "ParityRow", "check_parity", "is_exact", "match_detections"]
 
@@ -147,7 +147,7 @@ def match_detections(
     reference: Sequence[Detection], candidate: Sequence[Detection], iou: float = MATCH_IOU
 ) -> tuple[int, int]:
     """``(matched, unmatched candidates)``: reference detections (best first) greedily paired with the
-    same-class candidate of highest IoU >= ``iou`` (:func:`edge.operating_point.greedy_match`)."""
+    same-class candidate of highest IoU >= ``iou`` (:func:`edgedet.edge.eval.operating_point.greedy_match`)."""
     if not reference or not candidate:
         return 0, len(candidate)
     matched = int(
@@ -204,7 +204,7 @@ def check_parity(
 ) -> ParityReport:
     """Compare every exported model (name -> path, or paths) with checkpoint ``ckpt`` on up to
     ``max_images`` images (``None``: a few noise frames, enough for the fp32 checks)."""
-    from training.module_backend import ModuleBackend
+    from edgedet.training.module_backend import ModuleBackend
 
     model, spec = open_checkpoint(ckpt)
     named = dict(exported) if isinstance(exported, Mapping) else {Path(p).name: p for p in exported}

@@ -4,7 +4,7 @@ Choices, measured on UltraFace slim-320 with the faces data (see the export repo
 
 * **QDQ format, per-channel symmetric int8 weights, asymmetric uint8 activations.** uint8 activations
   (U8S8) run ONNX Runtime's fast x86 kernels; int8 activations (S8S8) took ~1.8x longer on AVX2.
-* **Calibration on real training images** (default 200) through :class:`edge.preprocess.Preprocessor`
+* **Calibration on real training images** (default 200) through :class:`edgedet.edge.runtime.preprocess.Preprocessor`
   (the device's own pre-processing); with 20 images AP50 fell 0.9 points below fp32, with 50 or 200
   it stayed within 0.3. MinMax is the default: Entropy and Percentile (99.999) were no better
   (-0.4 / -0.9 points). The calibrator runs here, not inside ``quantize_static``, so its histogram
@@ -20,7 +20,7 @@ Choices, measured on UltraFace slim-320 with the faces data (see the export repo
   0.05 ms on UltraFace), while int8 pointwise convolutions are ~1.5-2x faster than float: all-int8 ran
   ~8% slower than fp32, int8 with a float stem ~20% faster.
 * ONNX Runtime fuses DequantizeLinear -> Conv -> QuantizeLinear into QLinearConv at its default graph
-  optimisation level (``ORT_ENABLE_ALL``), which :class:`edge.backends.OnnxBackend` uses.
+  optimisation level (``ORT_ENABLE_ALL``), which :class:`edgedet.edge.runtime.backends.OnnxBackend` uses.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from convert.calibration import CalibSource, calibration_tensors
-from convert.onnx_export import read_metadata_spec, set_metadata_spec
-from edge.progress import progress
+from edgedet.convert.calibration import CalibSource, calibration_tensors
+from edgedet.convert.onnx_export import read_metadata_spec, set_metadata_spec
+from edgedet.edge.runtime.progress import progress
 
 __all__ = ["CALIBRATION_METHODS", "quantize_onnx", "stem_nodes", "tail_nodes"]
 
@@ -150,7 +150,7 @@ def quantize_onnx(
     model = onnx.load(onnx_path)
     spec = read_metadata_spec(model, str(onnx_path))
     if spec is None:
-        raise ValueError(f"{onnx_path}: no edgedet spec in its metadata; export it with convert.onnx_export")
+        raise ValueError(f"{onnx_path}: no edgedet spec in its metadata; export it with edgedet.convert.onnx_export")
     input_name = model.graph.input[0].name
     if isinstance(calib, np.ndarray):
         inputs = calib[:calib_images]

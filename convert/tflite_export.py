@@ -4,7 +4,7 @@ onnx2tf runs in a subprocess (TensorFlow's memory and threads stay out of this p
 ``sys.exit`` on errors becomes a clear ``RuntimeError``) in a scratch folder, fully offline:
 
 * int8 calibration data is handed over with ``-cind input CALIB.npy MEAN STD``: the ``.npy`` holds model
-  inputs already made by :class:`edge.preprocess.Preprocessor` in NHWC, so MEAN is 0 and STD is 1
+  inputs already made by :class:`edgedet.edge.runtime.preprocess.Preprocessor` in NHWC, so MEAN is 0 and STD is 1
   (onnx2tf computes ``(data - MEAN) / STD``), and calibration sees exactly what the device feeds;
 * onnx2tf loads ``calibration_image_sample_data_20x128x128x3_float32.npy`` from its working folder for
   its own shape checks, and downloads it when absent; we write that file (from the calibration images,
@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.output_layout import match_outputs
-from edge.model_spec import ModelSpec
+from edgedet.convert.output_layout import match_outputs
+from edgedet.edge.core.model_spec import ModelSpec
 
 __all__ = ["FLOAT_VARIANTS", "INT8_VARIANTS", "VARIANTS", "export_tflite", "write_sidecar"]
 
@@ -150,7 +150,8 @@ def _probe_input(spec: ModelSpec, calib_nhwc: np.ndarray | None) -> np.ndarray:
 
 def _role_mapping(onnx_path: Path, tflite_path: Path, probe_nhwc: np.ndarray) -> dict[str, str]:
     """Role (= ONNX output name) -> TFLite output name, by running both on ``probe_nhwc``."""
-    from edge.backends import OnnxBackend, TfliteBackend
+    from edgedet.edge.runtime.backends.onnx import OnnxBackend
+    from edgedet.edge.runtime.backends.tflite import TfliteBackend
 
     reference = OnnxBackend(onnx_path, threads=1).run(np.ascontiguousarray(probe_nhwc.transpose(0, 3, 1, 2)))
     converted = TfliteBackend(tflite_path, threads=1).run(probe_nhwc)
@@ -173,8 +174,8 @@ def export_tflite(
     """
     import onnx
 
-    from convert.onnx_export import read_metadata_spec
-    from convert.tflite_slim import slim_tflite
+    from edgedet.convert.onnx_export import read_metadata_spec
+    from edgedet.convert.tflite_slim import slim_tflite
 
     onnx_path = Path(onnx_path)
     if importlib.util.find_spec("onnx2tf") is None:
@@ -184,7 +185,7 @@ def export_tflite(
         raise ValueError(f"TFLite variants {unknown}: expected some of {list(VARIANTS)}")
     spec = read_metadata_spec(onnx.load(onnx_path, load_external_data=False), str(onnx_path))
     if spec is None:
-        raise ValueError(f"{onnx_path}: no edgedet spec in its metadata; export it with convert.onnx_export")
+        raise ValueError(f"{onnx_path}: no edgedet spec in its metadata; export it with edgedet.convert.onnx_export")
     int8 = any(v in INT8_VARIANTS for v in variants)
     if int8:
         expected = (spec.input_height, spec.input_width, 3)

@@ -1,4 +1,4 @@
-"""Paired bootstrap of an AP difference (edge.ap_compare) and `edgedet eval --compare`."""
+"""Paired bootstrap of an AP difference (edgedet.edge.eval.ap_compare) and `edgedet eval --compare`."""
 
 import json
 import shutil
@@ -9,10 +9,10 @@ import pytest
 from conftest import shared_path
 from tests_support import random_case
 
-from edge.ap_compare import paired_bootstrap, resample
-from edge.cli import main
-from edge.coco_metrics import coco_metrics
-from edge.model_spec import ModelSpec
+from edgedet.cli import main
+from edgedet.edge.core.model_spec import ModelSpec
+from edgedet.edge.eval.ap_compare import paired_bootstrap, resample
+from edgedet.edge.eval.coco_metrics import coco_metrics
 
 CLASSES = ["a", "b"]
 

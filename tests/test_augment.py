@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.model_spec import ModelSpec
-from edge.preprocess import Preprocessor
-from training.augment import (
+from edgedet.edge.core.model_spec import ModelSpec
+from edgedet.edge.runtime.preprocess import Preprocessor
+from edgedet.training.augment import (
     Compose,
     eval_transform,
     horizontal_flip,

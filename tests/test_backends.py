@@ -10,17 +10,12 @@ import numpy as np
 import pytest
 from conftest import shared_path
 
-from edge.backends import (
-    OnnxBackend,
-    QuantParams,
-    TfliteBackend,
-    dequantize,
-    infer_layout,
-    open_backend,
-    quantize,
-)
-from edge.detector import Detector
-from edge.model_spec import ModelSpec
+from edgedet.edge.core.model_spec import ModelSpec
+from edgedet.edge.runtime.backends import infer_layout, open_backend
+from edgedet.edge.runtime.backends.onnx import OnnxBackend
+from edgedet.edge.runtime.backends.tflite import TfliteBackend
+from edgedet.edge.runtime.detector import Detector
+from edgedet.edge.runtime.quant import QuantParams, dequantize, quantize
 
 # ------------------------------------------------------------------------------------------ quantisation
 

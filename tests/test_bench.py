@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 from tests_support import single_conv_onnx
 
-from convert.bench import MIN_RUNS, parse_threads, run_bench, short_names
-from convert.machine_info import cpu_model, machine_info
-from convert.model_stats import count_ops, model_stats, pt_stats
-from convert.report import CSV_COLUMNS, pareto_front, write_csv, write_markdown
+from edgedet.edge.bench.accuracy_latency import MIN_RUNS, parse_threads, run_bench, short_names
+from edgedet.edge.bench.machine_info import cpu_model, machine_info
+from edgedet.edge.bench.model_stats import count_ops, model_stats
+from edgedet.edge.bench.report import CSV_COLUMNS, pareto_front, write_csv, write_markdown
+from edgedet.training.torch_backend import TorchBackend
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPES = ("circle", "square", "triangle")  # the synthetic dataset's classes, so AP can be computed
@@ -49,8 +50,8 @@ ROW_KEYS = {
 
 
 def _spec(head: str):
-    from edge.model_spec import ModelSpec
-    from edge.priors import PriorConfig
+    from edgedet.edge.core.model_spec import ModelSpec
+    from edgedet.edge.core.priors import PriorConfig
 
     return ModelSpec(
         head=head,
@@ -67,10 +68,10 @@ def models(tmp_path_factory) -> dict[str, Path]:
     """A tiny SSD checkpoint, its ONNX and int8 ONNX exports, and a tiny CenterNet ONNX export."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
-    from convert.onnx_export import export_onnx
-    from convert.quantize_onnx import quantize_onnx
-    from training.checkpoint import save_checkpoint
-    from training.model_factory import build_model
+    from edgedet.convert.onnx_export import export_onnx
+    from edgedet.convert.quantize_onnx import quantize_onnx
+    from edgedet.training.checkpoint import save_checkpoint
+    from edgedet.training.model_factory import build_model
 
     root = tmp_path_factory.mktemp("bench_models")
     out: dict[str, Path] = {}
@@ -146,7 +147,7 @@ def test_edgedet_bench_on_onnx_imports_no_torch_tensorflow_or_onnx(models, tmp_p
     code = textwrap.dedent(
         f"""
         import sys
-        from edge.cli import main
+        from edgedet.cli import main
         rc = main(["bench", "--models", {str(models["ssd_onnx"])!r}, {str(models["ssd_int8"])!r},
                    "--data", "synthetic:8:val", "--out", {str(tmp_path / "rep")!r}, "--threads", "1", "--runs", "50"])
         heavy = [m for m in ("torch", "tensorflow", "onnx", "training") if m in sys.modules]
@@ -233,7 +234,7 @@ def test_count_ops_of_nothing():
 def test_checkpoint_and_its_onnx_export_count_the_same(models):
     for head in ("ssd", "centernet"):
         onnx_stats = model_stats(models[f"{head}_onnx"])
-        assert pt_stats(models[f"{head}_pt"]) == (onnx_stats.params, pytest.approx(onnx_stats.mflops))
+        assert TorchBackend(models[f"{head}_pt"]).layer_stats() == (onnx_stats.params, pytest.approx(onnx_stats.mflops))
     assert model_stats(models["ssd_pt"]).runtime == "torch"
 
 

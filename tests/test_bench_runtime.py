@@ -1,4 +1,4 @@
-"""edge.bench_runtime: its plain UltraFace post-processing gives exactly our decoder's detections on real
+"""edgedet.edge.bench.runtime: its plain UltraFace post-processing gives exactly our decoder's detections on real
 UltraFace outputs, and both benchmarks run end to end (not timed: the figures only have to be there).
 Also the runtime's fast paths that the benchmarks time give exactly what the plain computations give:
 integer input tensors made directly, float32 dequantisation, one-class NMS."""
@@ -13,8 +13,7 @@ import pytest
 from conftest import shared_path
 from tests_support import clustered_boxes
 
-from edge.backends import QuantParams, dequantize, quantize
-from edge.bench_runtime import (
+from edgedet.edge.bench.runtime import (
     ReplaySource,
     _reference_for,
     bench_decode,
@@ -26,12 +25,13 @@ from edge.bench_runtime import (
     ultraface_outputs,
     ultraface_reference,
 )
-from edge.capture import Frame, FrameSlot
-from edge.decoders import SSDDecoder
-from edge.detector import Detector
-from edge.model_spec import ModelSpec
-from edge.nms import multiclass_nms, one_class_nms
-from edge.preprocess import Preprocessor
+from edgedet.edge.camera.capture import Frame, FrameSlot
+from edgedet.edge.core.model_spec import ModelSpec
+from edgedet.edge.core.nms import multiclass_nms, one_class_nms
+from edgedet.edge.runtime.decoders import SSDDecoder
+from edgedet.edge.runtime.detector import Detector
+from edgedet.edge.runtime.preprocess import Preprocessor
+from edgedet.edge.runtime.quant import QuantParams, dequantize, quantize
 
 SPEC = ModelSpec.ultraface()
 STAGES = ("capture", "preprocess", "inference", "decode", "publish")
@@ -152,7 +152,15 @@ def test_frame_bench_runs_the_daemon_loop_and_reports_every_stage(capsys):
     assert 0 < result["pipelined_inference_ms"] and result["pipelined_non_inference_share"] < 1
     print_frame(result, 1, "fake.onnx", 0.15, 0.15)
     out = capsys.readouterr().out
-    for word in (*STAGES, "frame", "outside inference", "instrumented loop", "pipelined", "edge.daemon loop", "target"):
+    for word in (
+        *STAGES,
+        "frame",
+        "outside inference",
+        "instrumented loop",
+        "pipelined",
+        "edgedet.edge.camera.daemon loop",
+        "target",
+    ):
         assert word in out
 
 

@@ -3,9 +3,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.box_coder import decode, decode_to_corners, encode, encode_corners
-from edge.boxes import center_to_corner
-from edge.priors import ultraface_priors
+from edgedet.edge.core.box_coder import decode, decode_to_corners, encode, encode_corners
+from edgedet.edge.core.boxes import center_to_corner
+from edgedet.edge.core.priors import ultraface_priors
 
 
 def test_seed_formulas_by_hand():

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests_support import brute_iou
 
-from edge.boxes import area, as_boxes, center_to_corner, corner_to_center, pairwise_iou
+from edgedet.edge.core.boxes import area, as_boxes, center_to_corner, corner_to_center, pairwise_iou
 
 
 def random_boxes(rng: np.random.Generator, n: int, scale: float = 100.0) -> np.ndarray:

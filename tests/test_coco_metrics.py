@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from tests_support import random_case
 
-from edge.coco_metrics import ImageDetections, coco_metrics
+from edgedet.edge.eval.coco_metrics import ImageDetections, coco_metrics
 
 
 def pycocotools_stats(truth, dets, classes):

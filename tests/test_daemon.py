@@ -1,4 +1,4 @@
-"""The camera daemon end to end: the real ``python -m edge.cli camera`` in a subprocess, on video files
+"""The camera daemon end to end: the real ``python -m edgedet.cli camera`` in a subprocess, on video files
 written here, answering a real HTTP client.
 
 The model is either a tiny random SSD exported to ONNX here (torch, no ../shared needed: detections are
@@ -29,12 +29,12 @@ import pytest
 import yaml
 from conftest import REPO, shared_path
 
-from edge.detector import Detection, Detector
-from edge.media import iter_video, list_images
-from edge.model_spec import ModelSpec
-from edge.priors import PriorConfig
+from edgedet.edge.core.model_spec import ModelSpec
+from edgedet.edge.core.priors import PriorConfig
+from edgedet.edge.runtime.detector import Detection, Detector
+from edgedet.edge.runtime.media import iter_video, list_images
 
-CAMERA = (sys.executable, "-m", "edge.cli", "camera")
+CAMERA = (sys.executable, "-m", "edgedet.cli", "camera")
 TOKEN = "test-token-0123456789"
 TINY_SPEC = ModelSpec(
     head="ssd",
@@ -54,7 +54,7 @@ def build_tiny_onnx(path: Path) -> Path:
     """An untrained SSD with larger random weights (so scores follow the image) and its spec in metadata."""
     torch = pytest.importorskip("torch", reason="the tiny test model is built with torch (train extra)")
     onnx = pytest.importorskip("onnx", reason="the spec goes into ONNX metadata with onnx (convert extra)")
-    from training.model_factory import build_model
+    from edgedet.training.model_factory import build_model
 
     torch.manual_seed(0)
     model = build_model(TINY_SPEC).eval()
@@ -128,7 +128,7 @@ def blob_video(tmp_path_factory) -> Path:
 
 
 class DaemonProcess:
-    """``python -m edge.cli camera --config CONFIG`` with the HTTP server on a free port (``port: 0``)."""
+    """``python -m edgedet.cli camera --config CONFIG`` with the HTTP server on a free port (``port: 0``)."""
 
     def __init__(
         self, workdir: Path, config: dict, args: tuple[str, ...] = (), wait: bool = True, env: dict | None = None
@@ -333,7 +333,10 @@ def test_events_match_the_detector_on_the_same_frames(daemon, tiny_model, blob_v
 
 
 def test_daemon_path_imports_no_torch_or_tensorflow():
-    code = "import sys, edge.cli, edge.daemon; bad = {'torch', 'tensorflow'} & set(sys.modules); print(bad)"
+    code = (
+        "import sys, edgedet.cli, edgedet.edge.camera.daemon; "
+        "bad = {'torch', 'tensorflow'} & set(sys.modules); print(bad)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "set()"
 
@@ -661,8 +664,8 @@ class Forwarder(threading.Thread):
 
 @pytest.mark.slow
 def test_mqtt_broker_down_at_start_queues_qos1_events_until_it_comes(broker):
-    from edge.daemon_config import MqttConfig
-    from edge.sinks import MqttSink
+    from edgedet.edge.camera.config import MqttConfig
+    from edgedet.edge.camera.sinks import MqttSink
 
     port = free_port()  # nothing listens here yet
     sub = Subscriber(broker, "edgedet/cam/#")

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edge.daemon import config_overrides
-from edge.daemon_config import DaemonConfig, HttpConfig, load_config, parse_http_address
+from edgedet.edge.camera.config import DaemonConfig, HttpConfig, load_config, parse_http_address
+from edgedet.edge.camera.daemon import config_overrides
 
 
 def write(tmp_path: Path, data) -> Path:

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from conftest import REPO
 
-from edge.daemon_config import load_config
-from edge.sources import source_kind
+from edgedet.edge.camera.config import load_config
+from edgedet.edge.camera.sources import source_kind
 
 DEPLOY = REPO / "deploy"
 SCRIPTS = ["install-rpi.sh", "install-jetson.sh", "install-common.sh"]

@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.capture import Frame
-from edge.daemon import Daemon
-from edge.daemon_config import load_config
-from edge.detector import Detection, StageTimings
+from edgedet.edge.camera.capture import Frame
+from edgedet.edge.camera.config import load_config
+from edgedet.edge.camera.daemon import Daemon
+from edgedet.edge.runtime.detector import Detection, StageTimings
 
 
 class FakeDetector:
@@ -119,7 +119,7 @@ def test_health_reports_a_stalled_loop(tmp_path):
 
 
 def test_gstreamer_source_without_gstreamer_is_a_start_error(tmp_path):
-    from edge.sources import gstreamer_available
+    from edgedet.edge.camera.sources import gstreamer_available
 
     if gstreamer_available():
         pytest.skip("this OpenCV has GStreamer")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from edge.metrics import Registry
+from edgedet.edge.camera.metrics import Registry
 
 
 def test_registry_renders_parseable_prometheus_text():

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import shared_path
 
-from edge.datasets import (
+from edgedet.edge.datasets import (
     DataSpec,
     Sample,
     image_size,
@@ -24,7 +24,7 @@ from edge.datasets import (
     read_wider,
     read_yolo,
 )
-from edge.datasets.report import (
+from edgedet.edge.datasets.report import (
     BOX_CLIPPED,
     BOX_OUTSIDE,
     IGNORED_BOX,
@@ -163,7 +163,7 @@ def bad_voc(tmp_path: Path) -> Path:
 
 
 def test_voc_reports_every_bad_label_and_keeps_the_good(bad_voc: Path, caplog):
-    with caplog.at_level(logging.WARNING, logger="edge.datasets"):
+    with caplog.at_level(logging.WARNING, logger="edgedet.edge.datasets"):
         dataset = read_voc(bad_voc, classes=["cat", "dog"])
     by_id = {s.image_id: s for s in dataset}
     assert set(by_id) == {"good", "partial", "outside", "zero", "unknown", "badbox", "nosize", "wrongsize", "upper"}
@@ -486,13 +486,13 @@ def test_load_dataset_short_forms_and_folders(bad_voc: Path, bad_yolo: Path, tmp
 
 
 def test_readers_and_augmentation_never_import_torch():
-    code = "import sys, edge.datasets, training.augment; sys.exit('torch' in sys.modules)"
+    code = "import sys, edgedet.edge.datasets, edgedet.training.augment; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
 def test_report_logs_a_limited_number_of_warnings_per_kind(caplog):
     report = LoadReport(source="x")
-    with caplog.at_level(logging.DEBUG, logger="edge.datasets"):
+    with caplog.at_level(logging.DEBUG, logger="edgedet.edge.datasets"):
         for i in range(LOG_LIMIT + 5):
             report.add(f"f{i}.xml", UNKNOWN_CLASS, "dog")
         report.add("g.xml", ZERO_AREA)

@@ -5,10 +5,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from edge.box_coder import encode_corners
-from edge.decoders import CenterNetDecoder, SSDDecoder, make_decoder
-from edge.model_spec import ModelSpec
-from edge.priors import PriorConfig
+from edgedet.edge.core.box_coder import encode_corners
+from edgedet.edge.core.model_spec import ModelSpec
+from edgedet.edge.core.priors import PriorConfig
+from edgedet.edge.runtime.decoders import CenterNetDecoder, SSDDecoder, make_decoder
 
 # ------------------------------------------------------------------------------------------------ SSD
 
@@ -56,7 +56,7 @@ def test_ssd_by_name_raw_locations():
 def test_ssd_discovery_by_shape_with_renamed_reordered_outputs(names, decoded):
     spec = ssd_spec()
     scores, loc, priors = ssd_outputs(spec, OBJECTS)
-    from edge.box_coder import decode_to_corners
+    from edgedet.edge.core.box_coder import decode_to_corners
 
     regress = decode_to_corners(loc, priors).astype(np.float32) if decoded else loc
     box_name, score_name = names
@@ -194,7 +194,7 @@ def test_centernet_nhwc_renamed_reordered_outputs():
 
 
 def test_centernet_peaks_output_and_known_names():
-    from edge.heatmap_decode import peak_map
+    from edgedet.edge.core.heatmap_decode import peak_map
 
     heat, size, offset = centernet_outputs()
     check_centernet(CenterNetDecoder(CN_SPEC)({"hm": heat, "wh": size, "reg": offset, "peaks": peak_map(heat)}))
@@ -245,7 +245,7 @@ class FakeBackend:
 
 @pytest.mark.parametrize("resize", ["stretch", "letterbox"])
 def test_detector_maps_centernet_boxes_to_the_frame(resize):
-    from edge.detector import Detector
+    from edgedet.edge.runtime.detector import Detector
 
     heat, size, offset = centernet_outputs()
     outputs = {"Identity": heat.transpose(0, 2, 3, 1), "Identity_1": offset.transpose(0, 2, 3, 1)}

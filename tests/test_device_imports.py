@@ -13,7 +13,7 @@ HEAVY = ("torch", "tensorflow", "training", "convert")
 WRAPPER = (
     "import atexit, sys\n"
     "atexit.register(lambda: print('HEAVY', sorted(m for m in {heavy!r} if m in sys.modules), flush=True))\n"
-    "from edge.cli import main\n"
+    "from edgedet.cli import main\n"
     "sys.exit(main({argv!r}))\n"
 )
 

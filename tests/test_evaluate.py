@@ -5,8 +5,8 @@ import json
 import pytest
 from conftest import shared_path
 
-from edge.cli import main
-from edge.evaluate import label_mapping, parse_class_map
+from edgedet.cli import main
+from edgedet.edge.eval.evaluate import label_mapping, parse_class_map
 
 FACE_MAP = "with_mask=face,without_mask=face,with_incorrect_mask=face"
 

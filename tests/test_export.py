@@ -12,16 +12,16 @@ import torch
 from conftest import SHARED, shared_path
 from torch import nn
 
-from convert.export import export_all, parse_formats
-from convert.onnx_export import export_onnx, read_metadata_spec
-from convert.parity import check_parity
-from edge.backends import OnnxBackend
-from edge.cli import main
-from edge.datasets.image_files import read_image
-from edge.model_spec import ModelSpec
-from edge.priors import PriorConfig
-from training.checkpoint import save_checkpoint
-from training.model_factory import build_model
+from edgedet.cli import main
+from edgedet.convert.export import export_all, parse_formats
+from edgedet.convert.onnx_export import export_onnx, read_metadata_spec
+from edgedet.convert.parity import check_parity
+from edgedet.edge.core.model_spec import ModelSpec
+from edgedet.edge.core.priors import PriorConfig
+from edgedet.edge.datasets.image_files import read_image
+from edgedet.edge.runtime.backends.onnx import OnnxBackend
+from edgedet.training.checkpoint import save_checkpoint
+from edgedet.training.model_factory import build_model
 
 # Thresholds at which the "lively" random models below give a moderate number of distinct detections.
 THRESHOLDS = {"ssd": 0.95, "centernet": 0.3}
@@ -67,7 +67,7 @@ def small_checkpoint(path: Path, head: str, seed: int = 0) -> Path:
 
 
 def ultraface_checkpoint(path: Path) -> Path:
-    from training.ultraface import import_ultraface
+    from edgedet.training.ultraface import import_ultraface
 
     import_ultraface(shared_path("models", "ultraface", "version-slim-320.pth"), path)
     return path
@@ -130,7 +130,7 @@ def test_ultraface_export_matches_torch_and_the_published_onnx(tmp_path):
     assert report.passed and report.rows[0].reference_detections >= 6, report.table()
     published = OnnxBackend(shared_path("models", "ultraface", "version-slim-320.onnx"))
     ours = OnnxBackend(path)
-    from edge.preprocess import Preprocessor
+    from edgedet.edge.runtime.preprocess import Preprocessor
 
     pre = Preprocessor(ModelSpec.ultraface())
     for image in images:

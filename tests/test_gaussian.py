@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.gaussian import draw_gaussian, gaussian2d, gaussian_radius, gaussian_radius_roots
+from edgedet.edge.core.gaussian import draw_gaussian, gaussian2d, gaussian_radius, gaussian_radius_roots
 
 
 def test_seed_worked_example():

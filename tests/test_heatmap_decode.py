@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edge.heatmap_decode import decode_heatmap, maxpool3x3, peak_map
+from edgedet.edge.core.heatmap_decode import decode_heatmap, maxpool3x3, peak_map
 
 
 def brute_maxpool(x):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.centernet_targets import centernet_targets
-from training.losses import CenterNetLoss, MultiBoxLoss, hard_negative_mask
+from edgedet.training.centernet_targets import centernet_targets
+from edgedet.training.losses import CenterNetLoss, MultiBoxLoss, hard_negative_mask
 
 # --- MultiBox ----------------------------------------------------------------------------------------
 
@@ -324,10 +324,10 @@ def fit(model: torch.nn.Module, loss_fn, steps: int, lr: float = 1e-2) -> tuple[
 
 @pytest.mark.slow
 def test_ssd_model_can_learn(one_thread: None) -> None:
-    from edge.model_spec import ModelSpec
-    from edge.priors import PriorConfig
-    from training.model_factory import build_model
-    from training.ssd_targets import ssd_targets
+    from edgedet.edge.core.model_spec import ModelSpec
+    from edgedet.edge.core.priors import PriorConfig
+    from edgedet.training.model_factory import build_model
+    from edgedet.training.ssd_targets import ssd_targets
 
     torch.manual_seed(0)
     spec = ModelSpec(
@@ -355,8 +355,8 @@ def test_ssd_model_can_learn(one_thread: None) -> None:
 
 @pytest.mark.slow
 def test_centernet_model_can_learn(one_thread: None) -> None:
-    from edge.model_spec import ModelSpec
-    from training.model_factory import build_model
+    from edgedet.edge.core.model_spec import ModelSpec
+    from edgedet.training.model_factory import build_model
 
     torch.manual_seed(0)
     spec = ModelSpec(head="centernet", labels=("red", "green"), input_width=IMG_W, input_height=IMG_H, base_channel=8)

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from edge.boxes import center_to_corner, pairwise_iou
-from edge.matching import match_priors
-from edge.priors import ultraface_priors
+from edgedet.edge.core.boxes import center_to_corner, pairwise_iou
+from edgedet.edge.core.matching import match_priors
+from edgedet.edge.core.priors import ultraface_priors
 
 
 def brute_match(priors, gt, labels, threshold):

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.media import iter_media, list_images, read_image
+from edgedet.edge.runtime.media import iter_media, list_images, read_image
 
 
 def _write(path, value=100, size=(20, 30)):

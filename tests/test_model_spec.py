@@ -1,7 +1,7 @@
 import pytest
 
-from edge.model_spec import ModelSpec
-from edge.priors import PriorConfig
+from edgedet.edge.core.model_spec import ModelSpec
+from edgedet.edge.core.priors import PriorConfig
 
 
 def test_round_trip_through_json():

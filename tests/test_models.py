@@ -10,13 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from edge.model_spec import ModelSpec
-from edge.priors import PriorConfig, feature_map_sizes
-from training.backbone import Backbone, conv_output_size
-from training.centernet_model import HEAT_BIAS_INIT, SIZE_SCALE, CenterNet, ScaledConv2d
-from training.checkpoint import load_checkpoint, save_checkpoint
-from training.model_factory import build_model
-from training.ssd_model import SSD, SSD_STRIDES
+from edgedet.edge.core.model_spec import ModelSpec
+from edgedet.edge.core.priors import PriorConfig, feature_map_sizes
+from edgedet.training.backbone import Backbone, conv_output_size
+from edgedet.training.centernet_model import HEAT_BIAS_INIT, SIZE_SCALE, CenterNet, ScaledConv2d
+from edgedet.training.checkpoint import load_checkpoint, save_checkpoint
+from edgedet.training.model_factory import build_model
+from edgedet.training.ssd_model import SSD, SSD_STRIDES
 
 SIZES = [(128, 96), (160, 120), (320, 240), (640, 480)]
 SSD_STYLE = PriorConfig(style="ssd", aspect_ratios=((1.0, 2.0, 0.5), (1.0, 2.0, 3.0, 0.5, 1 / 3), (1.0, 2.0), (3.0,)))

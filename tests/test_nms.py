@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests_support import brute_iou, clustered_boxes
 
-from edge.nms import batched_nms, multiclass_nms, nms, soft_nms
+from edgedet.edge.core.nms import batched_nms, multiclass_nms, nms, soft_nms
 
 
 def brute_nms(boxes, scores, thr):

@@ -1,4 +1,4 @@
-"""The best-F1 score threshold (edge.operating_point) against brute force over every threshold."""
+"""The best-F1 score threshold (edgedet.edge.eval.operating_point) against brute force over every threshold."""
 
 from dataclasses import replace
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from tests_support import brute_iou, random_case
 
-from edge.coco_metrics import ImageDetections, ImageTruth
-from edge.operating_point import best_f1_threshold, match_detections
+from edgedet.edge.eval.coco_metrics import ImageDetections, ImageTruth
+from edgedet.edge.eval.operating_point import best_f1_threshold, match_detections
 
 
 def brute_true_positives(truth, dets, threshold, iou_threshold=0.5):

@@ -1,4 +1,4 @@
-"""`python -m edge.bench_runtime profile`: ONNX Runtime's own per-node times, summed by operator kind."""
+"""`python -m edgedet.edge.bench.runtime profile`: ONNX Runtime's own per-node times, summed by operator kind."""
 
 import json
 import sys
@@ -6,8 +6,8 @@ import sys
 import pytest
 from tests_support import single_conv_onnx
 
-from edge.bench_runtime import main
-from edge.ort_profile import profile_onnx
+from edgedet.edge.bench.ort_profile import profile_onnx
+from edgedet.edge.bench.runtime import main
 
 
 def test_pointwise_and_depthwise_convolutions_are_told_apart(tmp_path):

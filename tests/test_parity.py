@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from test_export import lively, photos, small_checkpoint, small_spec
 
-from convert.onnx_export import export_onnx
-from convert.parity import _max_diff, check_parity, match_detections
-from edge.detector import Detection
-from training.checkpoint import save_checkpoint
-from training.model_factory import build_model
+from edgedet.convert.onnx_export import export_onnx
+from edgedet.convert.parity import _max_diff, check_parity, match_detections
+from edgedet.edge.runtime.detector import Detection
+from edgedet.training.checkpoint import save_checkpoint
+from edgedet.training.model_factory import build_model
 
 
 def det(box, score=0.9, cls=0):

@@ -1,4 +1,4 @@
-"""edge.pipeline: inference in its own thread gives the same detections, in order, and really overlaps."""
+"""runtime.pipeline: inference in its own thread gives the same detections, in order, and really overlaps."""
 
 import threading
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from test_daemon import blob_frames, build_tiny_onnx
 
-from edge.backends import open_backend
-from edge.detector import Detector
-from edge.pipeline import Pipeline
+from edgedet.edge.runtime.backends import open_backend
+from edgedet.edge.runtime.detector import Detector
+from edgedet.edge.runtime.pipeline import Pipeline
 
 
 @pytest.fixture(scope="module")

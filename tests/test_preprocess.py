@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.model_spec import ModelSpec
-from edge.preprocess import Preprocessor, Transform, check_frame
+from edgedet.edge.core.model_spec import ModelSpec
+from edgedet.edge.runtime.preprocess import Preprocessor, Transform, check_frame
 
 SPEC = ModelSpec.ultraface()  # 320x240, stretch, rgb, nchw, (x - 127) / 128
 

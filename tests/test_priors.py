@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edge.priors import PriorConfig, feature_map_sizes, ssd_priors, ssd_scales, ultraface_priors
+from edgedet.edge.core.priors import PriorConfig, feature_map_sizes, ssd_priors, ssd_scales, ultraface_priors
 
 SEED_FMS = [(38, 38), (19, 19), (10, 10), (5, 5), (3, 3), (1, 1)]
 SEED_RATIOS = [

@@ -8,11 +8,11 @@ import pytest
 from conftest import shared_path
 from test_export import photos, small_checkpoint, ultraface_checkpoint
 
-from convert.calibration import calibration_images, calibration_tensors
-from convert.onnx_export import export_onnx, read_metadata_spec
-from convert.parity import check_parity
-from convert.quantize_onnx import quantize_onnx, stem_nodes, tail_nodes
-from edge.backends import OnnxBackend
+from edgedet.convert.calibration import calibration_images, calibration_tensors
+from edgedet.convert.onnx_export import export_onnx, read_metadata_spec
+from edgedet.convert.parity import check_parity
+from edgedet.convert.quantize_onnx import quantize_onnx, stem_nodes, tail_nodes
+from edgedet.edge.runtime.backends.onnx import OnnxBackend
 
 
 @pytest.fixture(scope="module")

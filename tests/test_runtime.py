@@ -14,12 +14,12 @@ import pytest
 from conftest import REPO, shared_path
 from tests_support import brute_iou
 
-from edge.backends import OnnxBackend
-from edge.decoders import SSDDecoder
-from edge.detect_cli import cli
-from edge.detector import Detection, Detector, StageTimings
-from edge.media import list_images
-from edge.model_spec import ModelSpec
+from edgedet.edge.core.model_spec import ModelSpec
+from edgedet.edge.runtime.backends.onnx import OnnxBackend
+from edgedet.edge.runtime.decoders import SSDDecoder
+from edgedet.edge.runtime.detect import cli
+from edgedet.edge.runtime.detector import Detection, Detector, StageTimings
+from edgedet.edge.runtime.media import list_images
 
 ONNX = "version-slim-320.onnx"  # decode in the graph: softmax "scores" + corner "boxes"
 RAW_ONNX = "version-slim-320_without_postprocessing.onnx"  # raw regressions, named "boxes"
@@ -108,7 +108,7 @@ def test_onnx_tflite_and_raw_onnx_find_the_same_faces():
 @pytest.mark.slow
 def test_torch_checkpoint_backend_matches_onnx(tmp_path):
     pytest.importorskip("torch")
-    from training.ultraface import import_ultraface
+    from edgedet.training.ultraface import import_ultraface
 
     import_ultraface(model("version-slim-320.pth"), tmp_path / "uf.pt")
     pt = Detector.from_model(tmp_path / "uf.pt", threads=2)  # spec from the checkpoint
@@ -241,9 +241,10 @@ def test_device_path_never_imports_torch_or_tensorflow(tmp_path):
     image = images()[0]
     code = (
         "import sys, cv2\n"
-        "import edge.detector, edge.detect_cli, edge.backends, edge.decoders, edge.media, edge.preprocess\n"
-        "from edge.detector import Detector\n"
-        "from edge.model_spec import ModelSpec\n"
+        "import edgedet.edge.runtime.detector, edgedet.edge.runtime.detect, edgedet.edge.runtime.backends\n"
+        "import edgedet.edge.runtime.decoders, edgedet.edge.runtime.media, edgedet.edge.runtime.preprocess\n"
+        "from edgedet.edge.runtime.detector import Detector\n"
+        "from edgedet.edge.core.model_spec import ModelSpec\n"
         f"det = Detector.from_model({str(onnx_model)!r}, spec=ModelSpec.ultraface(), threads=1)\n"
         f"assert det.detect(cv2.imread({str(image)!r}))\n"
         f"det = Detector.from_model({str(model(RAW_TFLITE))!r}, spec=ModelSpec.ultraface(), threads=1)\n"
@@ -252,17 +253,17 @@ def test_device_path_never_imports_torch_or_tensorflow(tmp_path):
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
-    # and the real command line, through edge.cli
+    # and the real command line, through edgedet.cli
     out = tmp_path / "cli.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "detect", "--model", str(onnx_model), "--spec", "ultraface",
+        [sys.executable, "-m", "edgedet.cli", "detect", "--model", str(onnx_model), "--spec", "ultraface",
          "--json", str(out), "--threads", "1", str(image)],
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert json.loads(out.read_text())[0]["detections"]
     proc = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "detect", "--model", str(onnx_model), str(image)],
+        [sys.executable, "-m", "edgedet.cli", "detect", "--model", str(onnx_model), str(image)],
         cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip
     assert proc.returncode == 1 and "no edgedet metadata" in proc.stderr and "Traceback" not in proc.stderr

@@ -4,10 +4,10 @@ import json
 
 import numpy as np
 
-from edge.capture import Frame
-from edge.detector import Detection, StageTimings
-from edge.events import build_event, iso_time
-from edge.sinks import JsonLinesSink
+from edgedet.edge.camera.capture import Frame
+from edgedet.edge.camera.events import build_event, iso_time
+from edgedet.edge.camera.sinks import JsonLinesSink
+from edgedet.edge.runtime.detector import Detection, StageTimings
 
 
 def event(i: int, pad: int = 0) -> dict:

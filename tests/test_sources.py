@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.capture import Backoff, CaptureThread, Frame, FrameSlot
-from edge.sources import (
+from edgedet.edge.camera.capture import Backoff, CaptureThread, Frame, FrameSlot
+from edgedet.edge.camera.sources import (
     ImageFilesSource,
     SourceEnded,
     SourceError,

@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.datasets import generate_synthetic, read_voc, render_video, synthetic_root
-from edge.datasets.synthetic import scene_rng
-from edge.datasets.synthetic_scene import SHAPES, render_scene
-from edge.media import iter_video
+from edgedet.edge.datasets import generate_synthetic, read_voc, render_video, synthetic_root
+from edgedet.edge.datasets.synthetic import scene_rng
+from edgedet.edge.datasets.synthetic_scene import SHAPES, render_scene
+from edgedet.edge.runtime.media import iter_video
 
 
 def colour_box(image: np.ndarray, colour: tuple[int, int, int], box: tuple[int, int, int, int], margin: int = 3):

@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from edge.box_coder import decode_to_corners
-from edge.gaussian import gaussian_radius
-from edge.heatmap_decode import decode_heatmap
-from edge.priors import PriorConfig
-from training.centernet_targets import centernet_targets
-from training.ssd_targets import ssd_targets
+from edgedet.edge.core.box_coder import decode_to_corners
+from edgedet.edge.core.gaussian import gaussian_radius
+from edgedet.edge.core.heatmap_decode import decode_heatmap
+from edgedet.edge.core.priors import PriorConfig
+from edgedet.training.centernet_targets import centernet_targets
+from edgedet.training.ssd_targets import ssd_targets
 
 W, H = 128, 96
 GT_BOXES = np.array([[10, 12, 40, 50], [60, 20, 120, 90], [70, 5, 90, 18]], dtype=np.float64)

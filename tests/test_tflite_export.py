@@ -10,12 +10,12 @@ import pytest
 from conftest import shared_path
 from test_export import photos, small_checkpoint, ultraface_checkpoint
 
-from convert.export import export_all
-from convert.onnx_export import export_onnx
-from convert.parity import check_parity
-from convert.tflite_export import export_tflite
-from edge.backends import TfliteBackend
-from edge.detector import Detector
+from edgedet.convert.export import export_all
+from edgedet.convert.onnx_export import export_onnx
+from edgedet.convert.parity import check_parity
+from edgedet.convert.tflite_export import export_tflite
+from edgedet.edge.runtime.backends.tflite import TfliteBackend
+from edgedet.edge.runtime.detector import Detector
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""convert.tflite_slim: internal tensor names go, identical vectors are written once, the model computes
+"""edgedet.convert.tflite_slim: internal tensor names go, identical vectors are written once, the model computes
 exactly the same, I/O names stay."""
 
 import shutil
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from conftest import shared_path
 
-from convert.tflite_slim import SharingBuilder, slim_tflite
-from edge.backends import TfliteBackend
+from edgedet.convert.tflite_slim import SharingBuilder, slim_tflite
+from edgedet.edge.runtime.backends.tflite import TfliteBackend
 
 
 def test_stripped_published_model_is_smaller_and_computes_the_same(tmp_path):

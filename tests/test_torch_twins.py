@@ -4,9 +4,9 @@ import numpy as np
 import torch
 from tests_support import clustered_boxes
 
-from edge import box_coder, boxes, heatmap_decode
-from edge.priors import ultraface_priors
-from training import box_ops
+from edgedet.edge.core import box_coder, boxes, heatmap_decode
+from edgedet.edge.core.priors import ultraface_priors
+from edgedet.training import box_ops
 
 
 def test_box_conversions_iou_encode_decode_agree():

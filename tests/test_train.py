@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from edge.datasets.spec import load_dataset
-from training.checkpoint import load_checkpoint
-from training.config import load_config
-from training.evaluate import evaluate_model
-from training.train import build_spec, make_train_loader, train
+from edgedet.edge.datasets.spec import load_dataset
+from edgedet.training.checkpoint import load_checkpoint
+from edgedet.training.config import load_config
+from edgedet.training.evaluate import evaluate_model
+from edgedet.training.train import build_spec, make_train_loader, train
 
 TINY = [
     "data.train=synthetic:24:train",
@@ -107,7 +107,7 @@ def test_ddp_two_cpu_processes_with_gloo(tmp_path):
         "--standalone",
         "--nproc_per_node=2",
         "-m",
-        "edge.cli",
+        "edgedet.cli",
         "train",
         "--config",
         str(cfg),
@@ -127,7 +127,7 @@ def test_ddp_two_cpu_processes_with_gloo(tmp_path):
 
 
 def test_throughput_benchmark_measures_all_three_rates(tmp_path):
-    from training.throughput import measure
+    from edgedet.training.throughput import measure
 
     rates = measure(load_config(None, [*TINY, "batch_size=4"]), batches=2, warmup=1)
     assert {"loader", "step", "loop", "loop_over_step"} <= rates.keys()

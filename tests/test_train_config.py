@@ -2,8 +2,8 @@ import itertools
 
 import pytest
 
-from training.config import load_config
-from training.train import lr_factor
+from edgedet.training.config import load_config
+from edgedet.training.train import lr_factor
 
 
 def test_defaults_file_and_overrides_merge(tmp_path):

@@ -10,11 +10,11 @@ import pytest
 import torch
 from conftest import shared_path
 
-from edge.box_coder import decode_to_corners
-from edge.model_spec import ModelSpec
-from training.checkpoint import load_checkpoint, save_checkpoint
-from training.ssd_model import SSD
-from training.ultraface import cli, import_ultraface, parse_input_size
+from edgedet.edge.core.box_coder import decode_to_corners
+from edgedet.edge.core.model_spec import ModelSpec
+from edgedet.training.checkpoint import load_checkpoint, save_checkpoint
+from edgedet.training.ssd_model import SSD
+from edgedet.training.ultraface import cli, import_ultraface, parse_input_size
 
 PTH = ("models", "ultraface", "version-slim-320.pth")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.coco_metrics import ImageDetections, ImageTruth
+from edgedet.edge.eval.coco_metrics import ImageDetections, ImageTruth
 
 
 def brute_iou(a, b) -> float:

@@ -3,7 +3,7 @@ crop, horizontal flip, and the final resize (stretch or letterbox).
 
 Every step is a function ``step(image, boxes, labels, rng, ...)`` on an ``H x W x 3`` uint8 BGR image,
 ``[M, 4]`` float corner-pixel boxes and ``[M]`` labels that returns the new triple (``resize`` also returns
-the ``edge.preprocess.Transform`` it applied). Geometric steps move the boxes with the pixels, clip
+the ``edgedet.edge.runtime.preprocess.Transform`` it applied). Geometric steps move the boxes with the pixels, clip
 them to the image and drop any left without width or height, so boxes always satisfy
 ``0 <= x1 < x2 <= W`` and ``0 <= y1 < y2 <= H``. ``Compose`` chains steps; ``train_transform`` and
 ``eval_transform`` build the standard pipelines.
@@ -17,8 +17,8 @@ from functools import partial
 import cv2
 import numpy as np
 
-from edge.boxes import pairwise_iou
-from edge.preprocess import Transform
+from edgedet.edge.core.boxes import pairwise_iou
+from edgedet.edge.runtime.preprocess import Transform
 
 __all__ = [
     "DEFAULT_MIN_IOUS",
@@ -198,7 +198,7 @@ def resize(
     interpolation: int = cv2.INTER_LINEAR,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Transform]:
     """Resize to ``size = (width, height)``: stretched, or letterboxed (aspect kept, centred, padded with
-    ``fill``) exactly as ``edge.preprocess.Preprocessor`` does at run time. Returns the image, boxes,
+    ``fill``) exactly as ``edgedet.edge.runtime.preprocess.Preprocessor`` does at run time. Returns the image, boxes,
     labels and the ``Transform`` (``input = frame * scale + pad``) applied. ``rng`` is unused."""
     del rng
     boxes, labels = _arrays(boxes, labels)

@@ -17,7 +17,7 @@ index  channels    stride  note
 
 Every stride-2 convolution is 3x3 with padding 1, so a side ``n`` becomes ``floor((n - 1) / 2) + 1 =
 ceil(n / 2)`` and, since nested ceilings compose, the stride-``s`` map is exactly ``ceil(n / s)`` for any
-input size: the rule ``edge.priors.feature_map_sizes`` uses.
+input size: the rule ``edgedet.edge.core.priors.feature_map_sizes`` uses.
 """
 
 from __future__ import annotations

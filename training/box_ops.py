@@ -1,4 +1,4 @@
-"""Torch twins of the numpy math core (``edge.boxes``, ``edge.box_coder``, ``edge.heatmap_decode``).
+"""Torch twins of the numpy math core (``edge.core.boxes``, ``edge.core.box_coder``, ``edge.core.heatmap_decode``).
 
 They exist only where training or export needs autograd, batches or an in-graph op; the numpy
 versions are the reference and ``tests/test_torch_twins.py`` holds each pair equal.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from edge.box_coder import CENTER_VARIANCE, SIZE_VARIANCE
+from edgedet.edge.core.box_coder import CENTER_VARIANCE, SIZE_VARIANCE
 
 __all__ = ["center_to_corner", "corner_to_center", "decode", "encode", "pairwise_iou", "peak_map"]
 

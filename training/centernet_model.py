@@ -16,7 +16,7 @@ Heads: ``heat`` (depthwise 3x3 + ReLU + 1x1 + ReLU + 1x1 to C logits, bias -2.19
 sigmoid is 0.1, the focal-loss prior); ``size`` (w, h in output-cell units) and ``offset`` (dx, dy) share
 one trunk (depthwise 3x3 + ReLU + 1x1 + ReLU, ``box``) and each have their own 1x1 output, the size's
 scaled by ``SIZE_SCALE`` (:class:`ScaledConv2d`). The outputs
-keep the layout ``edge.heatmap_decode.decode_heatmap`` reads. Classification and box regression stay
+keep the layout ``edgedet.edge.core.heatmap_decode.decode_heatmap`` reads. Classification and box regression stay
 apart (the usual decoupled head), while size and offset, both box geometry, share: at stride 4 each
 head costs as much as a third of the backbone, so the shared trunk saves ~12 % of the model's MACs.
 """
@@ -28,8 +28,8 @@ import math
 import torch
 from torch import nn
 
-from edge.model_spec import ModelSpec
-from training.backbone import Backbone, conv_dw
+from edgedet.edge.core.model_spec import ModelSpec
+from edgedet.training.backbone import Backbone, conv_dw
 
 __all__ = ["HEAT_BIAS_INIT", "OUTPUT_STRIDE", "SIZE_SCALE", "CenterNet", "ScaledConv2d"]
 

@@ -4,9 +4,9 @@ For a box with centre ``c`` (input pixels) and output stride ``R``:
 
 * ``p = c / R`` is the centre on the output map, ``p~ = floor(p)`` its cell (clipped inside the map);
 * ``offset = p - p~`` and ``size = (w, h) / R``, both in feature-map units, channel order ``(x, y)`` and
-  ``(w, h)`` as :func:`edge.heatmap_decode.decode_heatmap` reads them;
+  ``(w, h)`` as :func:`edgedet.edge.core.heatmap_decode.decode_heatmap` reads them;
 * a gaussian of radius ``max(0, int(gaussian_radius(h / R, w / R, min_overlap)))`` is drawn at ``p~`` on
-  the box's class channel with :func:`edge.gaussian.draw_gaussian` (element-wise max where objects
+  the box's class channel with :func:`edgedet.edge.core.gaussian.draw_gaussian` (element-wise max where objects
   overlap), so the heatmap is exactly 1 at every centre.
 
 Regression samples (``regression_radius = r``): with ``r = 0`` (the paper) size and offset are trained at
@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.boxes import as_boxes
-from edge.gaussian import draw_gaussian, gaussian_radius
-from edge.priors import feature_map_sizes
+from edgedet.edge.core.boxes import as_boxes
+from edgedet.edge.core.gaussian import draw_gaussian, gaussian_radius
+from edgedet.edge.core.priors import feature_map_sizes
 
 __all__ = ["centernet_targets"]
 

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from edge.model_spec import ModelSpec
-from training.model_factory import build_model
+from edgedet.edge.core.model_spec import ModelSpec
+from edgedet.training.model_factory import build_model
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "check_state_dict", "load_checkpoint", "save_checkpoint"]
 

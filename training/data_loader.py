@@ -16,11 +16,11 @@ import torch
 from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import Sampler
 
-from edge.datasets.sample import Dataset
-from edge.model_spec import ModelSpec
-from edge.preprocess import Preprocessor
-from training.centernet_targets import centernet_targets
-from training.ssd_targets import ssd_targets
+from edgedet.edge.core.model_spec import ModelSpec
+from edgedet.edge.datasets.sample import Dataset
+from edgedet.edge.runtime.preprocess import Preprocessor
+from edgedet.training.centernet_targets import centernet_targets
+from edgedet.training.ssd_targets import ssd_targets
 
 __all__ = ["DetectionDataset", "EpochSampler", "collate"]
 
@@ -31,7 +31,7 @@ MIN_BOX_SIDE = 1.0  # px: boxes an augmentation squeezed thinner than this are d
 
 class DetectionDataset(TorchDataset):
     """Yields ``(image [3, H, W] float32, targets dict)``; SSD targets ``loc [N, 4]``, ``conf [N]``;
-    CenterNet targets as :func:`training.centernet_targets.centernet_targets`."""
+    CenterNet targets as :func:`edgedet.training.centernet_targets.centernet_targets`."""
 
     def __init__(
         self,

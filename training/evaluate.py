@@ -7,11 +7,11 @@ from typing import Any
 
 from torch import nn
 
-from edge.datasets.sample import Dataset
-from edge.detector import Detector
-from edge.evaluate import evaluate_detector
-from edge.model_spec import ModelSpec
-from training.module_backend import ModuleBackend
+from edgedet.edge.core.model_spec import ModelSpec
+from edgedet.edge.datasets.sample import Dataset
+from edgedet.edge.eval.evaluate import evaluate_detector
+from edgedet.edge.runtime.detector import Detector
+from edgedet.training.module_backend import ModuleBackend
 
 __all__ = ["evaluate_model"]
 

@@ -87,7 +87,7 @@ class CenterNetLoss(nn.Module):
     ``total = heat + size_weight * size + offset_weight * offset``; the focal loss is divided by the
     number of heatmap cells equal to 1, the L1 losses are weighted by ``mask`` (1 per object centre; the
     gaussian weight of extra regression cells, see ``regression_radius`` in
-    :func:`training.centernet_targets.centernet_targets`) and divided by ``mask.sum()``, each clamped to
+    :func:`edgedet.training.centernet_targets.centernet_targets`) and divided by ``mask.sum()``, each clamped to
     >= 1.
     """
 
@@ -115,7 +115,7 @@ class CenterNetLoss(nn.Module):
         self, heat_logits: Tensor, size_pred: Tensor, offset_pred: Tensor, targets: Mapping[str, Tensor]
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``heat_logits [B, C, H, W]``, ``size_pred`` and ``offset_pred [B, 2, H, W]``; ``targets`` holds
-        the stacked :func:`training.centernet_targets.centernet_targets` arrays (``heatmap [B, C, H, W]``,
+        the stacked :func:`edgedet.training.centernet_targets.centernet_targets` arrays (``heatmap [B, C, H, W]``,
         ``size``/``offset [B, K, 2]``, ``index [B, K]``, ``mask [B, K]``).
 
         Returns ``(total, heat, size, offset)``.

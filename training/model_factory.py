@@ -1,12 +1,12 @@
-"""Build the network a :class:`~edge.model_spec.ModelSpec` describes."""
+"""Build the network a :class:`~edgedet.edge.core.model_spec.ModelSpec` describes."""
 
 from __future__ import annotations
 
 from torch import nn
 
-from edge.model_spec import ModelSpec
-from training.centernet_model import CenterNet
-from training.ssd_model import SSD
+from edgedet.edge.core.model_spec import ModelSpec
+from edgedet.training.centernet_model import CenterNet
+from edgedet.training.ssd_model import SSD
 
 __all__ = ["build_model"]
 

@@ -1,4 +1,4 @@
-"""A live ``nn.Module`` behind the :class:`edge.backends.Backend` protocol, so a model in training (or a
+"""A live ``nn.Module`` behind the :class:`edgedet.edge.runtime.backends.Backend` protocol, so a model in training (or a
 loaded checkpoint) runs through exactly the detector code path a device uses."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edge.model_spec import ModelSpec
+from edgedet.edge.core.model_spec import ModelSpec
 
 __all__ = ["ModuleBackend", "output_names"]
 

@@ -8,7 +8,7 @@ emit ``p_k * (C + 1)`` and ``p_k * 4`` channels (class 0 is background).
 
 Padding rule: every stride-2 conv is 3x3 with padding 1, so each level's map is ``ceil(size / stride)``
 per axis for any input size (e.g. 320x240 -> 40x30, 20x15, 10x8, 5x4), which is what
-``edge.priors.feature_map_sizes`` assumes. Header outputs are flattened NCHW -> NHWC -> ``[B, H*W*p, k]``
+``edgedet.edge.core.priors.feature_map_sizes`` assumes. Header outputs are flattened NCHW -> NHWC -> ``[B, H*W*p, k]``
 and concatenated over levels, so prior ``i`` is in the order level -> row -> column -> anchor, the
 order of ``spec.priors.generate``. The model is bound to ``spec.input_size`` (its priors are); another
 size needs a model built from ``spec.with_input_size(w, h)`` (the weights are size-independent).
@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge.model_spec import ModelSpec
-from training.backbone import Backbone, conv_output_size
+from edgedet.edge.core.model_spec import ModelSpec
+from edgedet.training.backbone import Backbone, conv_output_size
 
 __all__ = ["SSD", "SSD_STRIDES", "separable_conv2d"]
 

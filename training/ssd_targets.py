@@ -1,17 +1,17 @@
 """SSD training targets for one image: match ground truth to priors and encode it (numpy, so it runs in
 DataLoader workers).
 
-The matching rules live in :func:`edge.matching.match_priors` and the encoding in
-:mod:`edge.box_coder`; this module only normalises pixel boxes by the image size and glues the two.
+The matching rules live in :func:`edgedet.edge.core.matching.match_priors` and the encoding in
+:mod:`edgedet.edge.core.box_coder`; this module only normalises pixel boxes by the image size and glues the two.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from edge.box_coder import CENTER_VARIANCE, SIZE_VARIANCE, encode_corners
-from edge.boxes import as_boxes
-from edge.matching import match_priors
+from edgedet.edge.core.box_coder import CENTER_VARIANCE, SIZE_VARIANCE, encode_corners
+from edgedet.edge.core.boxes import as_boxes
+from edgedet.edge.core.matching import match_priors
 
 __all__ = ["ssd_targets"]
 

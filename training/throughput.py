@@ -1,6 +1,6 @@
 """Training-throughput benchmark: is data loading on the training loop's critical path?
 
-    python -m training.throughput --config FILE [key=value ...] [--batches 30]
+    python -m edgedet.training.throughput --config FILE [key=value ...] [--batches 30]
 
 Measures, in one run and with the config's own loader (workers, augmentation, targets):
 
@@ -22,10 +22,10 @@ from typing import Any
 
 import torch
 
-from edge.datasets.spec import load_dataset
-from training.config import load_config
-from training.model_factory import build_model
-from training.train import build_spec, make_loss, make_optimizer, make_train_loader, step_losses
+from edgedet.edge.datasets.spec import load_dataset
+from edgedet.training.config import load_config
+from edgedet.training.model_factory import build_model
+from edgedet.training.train import build_spec, make_loss, make_optimizer, make_train_loader, step_losses
 
 __all__ = ["main", "measure"]
 

@@ -26,18 +26,18 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-from edge.datasets.sample import Dataset
-from edge.datasets.spec import load_dataset
-from edge.model_spec import ModelSpec
-from edge.priors import PriorConfig
-from edge.progress import progress
-from training.augment import train_transform
-from training.checkpoint import load_checkpoint, save_checkpoint
-from training.config import AUTO_SCORE_FALLBACK, load_config
-from training.data_loader import DetectionDataset, EpochSampler, collate
-from training.evaluate import evaluate_model
-from training.losses import CenterNetLoss, MultiBoxLoss
-from training.model_factory import build_model
+from edgedet.edge.core.model_spec import ModelSpec
+from edgedet.edge.core.priors import PriorConfig
+from edgedet.edge.datasets.sample import Dataset
+from edgedet.edge.datasets.spec import load_dataset
+from edgedet.edge.runtime.progress import progress
+from edgedet.training.augment import train_transform
+from edgedet.training.checkpoint import load_checkpoint, save_checkpoint
+from edgedet.training.config import AUTO_SCORE_FALLBACK, load_config
+from edgedet.training.data_loader import DetectionDataset, EpochSampler, collate
+from edgedet.training.evaluate import evaluate_model
+from edgedet.training.losses import CenterNetLoss, MultiBoxLoss
+from edgedet.training.model_factory import build_model
 
 __all__ = ["build_spec", "cli", "make_loss", "make_optimizer", "make_train_loader", "step_losses", "train"]
 

@@ -1,5 +1,5 @@
 """Import the published UltraFace ``version-slim`` weights (a legacy ``torch.save`` state dict) as an
-edgedet checkpoint. Our :class:`~training.ssd_model.SSD` uses UltraFace's module names, so the state
+edgedet checkpoint. Our :class:`~edgedet.training.ssd_model.SSD` uses UltraFace's module names, so the state
 dict loads as it is (strict); only the priors depend on the input size, and they come from the spec.
 """
 
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from edge.model_spec import ModelSpec
-from training.checkpoint import check_state_dict, save_checkpoint
-from training.ssd_model import SSD
+from edgedet.edge.core.model_spec import ModelSpec
+from edgedet.training.checkpoint import check_state_dict, save_checkpoint
+from edgedet.training.ssd_model import SSD
 
 __all__ = ["cli", "import_ultraface", "parse_input_size"]
 

@@ -4,17 +4,23 @@ Torch-free (stdlib, numpy, OpenCV) so they run on the device too. Every reader r
 of ``Sample`` records with corner-pixel boxes and a ``LoadReport`` of every label it had to skip.
 """
 
-from edge.datasets.class_names import ClassMapper
-from edge.datasets.coco import read_coco
-from edge.datasets.image_files import image_size, read_image
-from edge.datasets.report import Issue, LoadReport
-from edge.datasets.sample import Dataset, Sample
-from edge.datasets.spec import FORMATS, DataSpec, load_dataset, parse_spec
-from edge.datasets.synthetic import DEFAULT_CLASSES, FrameTruth, generate_synthetic, render_video, synthetic_root
-from edge.datasets.synthetic_scene import SHAPES
-from edge.datasets.voc import read_voc
-from edge.datasets.wider import read_wider
-from edge.datasets.yolo import read_yolo
+from edgedet.edge.datasets.class_names import ClassMapper
+from edgedet.edge.datasets.coco import read_coco
+from edgedet.edge.datasets.image_files import image_size, read_image
+from edgedet.edge.datasets.report import Issue, LoadReport
+from edgedet.edge.datasets.sample import Dataset, Sample
+from edgedet.edge.datasets.spec import FORMATS, DataSpec, load_dataset, parse_spec
+from edgedet.edge.datasets.synthetic import (
+    DEFAULT_CLASSES,
+    FrameTruth,
+    generate_synthetic,
+    render_video,
+    synthetic_root,
+)
+from edgedet.edge.datasets.synthetic_scene import SHAPES
+from edgedet.edge.datasets.voc import read_voc
+from edgedet.edge.datasets.wider import read_wider
+from edgedet.edge.datasets.yolo import read_yolo
 
 __all__ = [
     "DEFAULT_CLASSES",

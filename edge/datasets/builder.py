@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.datasets.class_names import ClassMapper
-from edge.datasets.image_files import image_size
-from edge.datasets.report import (
+from edgedet.edge.datasets.class_names import ClassMapper
+from edgedet.edge.datasets.image_files import image_size
+from edgedet.edge.datasets.report import (
     BOX_CLIPPED,
     BOX_OUTSIDE,
     INVALID_BOX,
@@ -24,7 +24,7 @@ from edge.datasets.report import (
     ZERO_AREA,
     LoadReport,
 )
-from edge.datasets.sample import Dataset, Sample
+from edgedet.edge.datasets.sample import Dataset, Sample
 
 __all__ = ["CLIP_TOLERANCE", "SampleBuilder"]
 

@@ -11,10 +11,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from edge.datasets.builder import SampleBuilder
-from edge.datasets.class_names import ClassMapper
-from edge.datasets.report import IGNORED_BOX, INVALID_BOX, MALFORMED_FILE, UNKNOWN_CLASS, LoadReport
-from edge.datasets.sample import Dataset
+from edgedet.edge.datasets.builder import SampleBuilder
+from edgedet.edge.datasets.class_names import ClassMapper
+from edgedet.edge.datasets.report import IGNORED_BOX, INVALID_BOX, MALFORMED_FILE, UNKNOWN_CLASS, LoadReport
+from edgedet.edge.datasets.sample import Dataset
 
 __all__ = ["read_coco"]
 

@@ -1,7 +1,7 @@
 """What went wrong while loading a dataset: ``Issue`` records collected in a ``LoadReport``.
 
 Readers never drop a label silently and never crash on one: each problem is logged as a warning on
-the ``edge.datasets`` logger, recorded with its file and reason, and counted by kind.
+the ``edgedet.edge.datasets`` logger, recorded with its file and reason, and counted by kind.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ __all__ = [
     "LoadReport",
 ]
 
-log = logging.getLogger("edge.datasets")
+log = logging.getLogger("edgedet.edge.datasets")
 
 # Issue kinds (the keys of ``LoadReport.counts``).
 BOX_CLIPPED = "box clipped to image"  # partly outside: kept, clipped

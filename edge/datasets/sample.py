@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.datasets.image_files import read_image
-from edge.datasets.report import LoadReport
+from edgedet.edge.datasets.image_files import read_image
+from edgedet.edge.datasets.report import LoadReport
 
 __all__ = ["Dataset", "Sample"]
 

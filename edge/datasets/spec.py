@@ -32,14 +32,14 @@ from typing import Any
 
 import yaml
 
-from edge.datasets.class_names import check_class_args
-from edge.datasets.coco import read_coco
-from edge.datasets.sample import Dataset
-from edge.datasets.synthetic import DEFAULT_CLASSES, synthetic_root
-from edge.datasets.synthetic_scene import SHAPES
-from edge.datasets.voc import read_voc
-from edge.datasets.wider import read_wider
-from edge.datasets.yolo import read_yolo
+from edgedet.edge.datasets.class_names import check_class_args
+from edgedet.edge.datasets.coco import read_coco
+from edgedet.edge.datasets.sample import Dataset
+from edgedet.edge.datasets.synthetic import DEFAULT_CLASSES, synthetic_root
+from edgedet.edge.datasets.synthetic_scene import SHAPES
+from edgedet.edge.datasets.voc import read_voc
+from edgedet.edge.datasets.wider import read_wider
+from edgedet.edge.datasets.yolo import read_yolo
 
 __all__ = ["FORMATS", "DataSpec", "load_dataset", "parse_spec"]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.datasets.synthetic_scene import SHAPES, distinct_colour, render_scene, shape_polygon
+from edgedet.edge.datasets.synthetic_scene import SHAPES, distinct_colour, render_scene, shape_polygon
 
 __all__ = [
     "DEFAULT_CLASSES",

@@ -11,11 +11,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge.datasets.builder import SampleBuilder
-from edge.datasets.class_names import ClassMapper
-from edge.datasets.image_files import ImageIndex
-from edge.datasets.report import INVALID_BOX, MALFORMED_FILE, MISSING_ANNOTATION, LoadReport
-from edge.datasets.sample import Dataset
+from edgedet.edge.datasets.builder import SampleBuilder
+from edgedet.edge.datasets.class_names import ClassMapper
+from edgedet.edge.datasets.image_files import ImageIndex
+from edgedet.edge.datasets.report import INVALID_BOX, MALFORMED_FILE, MISSING_ANNOTATION, LoadReport
+from edgedet.edge.datasets.sample import Dataset
 
 __all__ = ["read_split_file", "read_voc", "voc_split_path"]
 

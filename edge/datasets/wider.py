@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from edge.datasets.builder import SampleBuilder
-from edge.datasets.class_names import ClassMapper
-from edge.datasets.image_files import IMAGE_EXTENSIONS
-from edge.datasets.report import IGNORED_BOX, INVALID_BOX, MALFORMED_FILE, LoadReport
-from edge.datasets.sample import Dataset
+from edgedet.edge.datasets.builder import SampleBuilder
+from edgedet.edge.datasets.class_names import ClassMapper
+from edgedet.edge.datasets.image_files import IMAGE_EXTENSIONS
+from edgedet.edge.datasets.report import IGNORED_BOX, INVALID_BOX, MALFORMED_FILE, LoadReport
+from edgedet.edge.datasets.sample import Dataset
 
 __all__ = ["WIDER_CLASS", "read_wider"]
 

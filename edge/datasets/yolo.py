@@ -14,11 +14,11 @@ from typing import Any
 
 import yaml
 
-from edge.datasets.builder import SampleBuilder
-from edge.datasets.class_names import ClassMapper
-from edge.datasets.image_files import IMAGE_EXTENSIONS
-from edge.datasets.report import MALFORMED_FILE, MISSING_IMAGE, UNKNOWN_CLASS, LoadReport
-from edge.datasets.sample import Dataset
+from edgedet.edge.datasets.builder import SampleBuilder
+from edgedet.edge.datasets.class_names import ClassMapper
+from edgedet.edge.datasets.image_files import IMAGE_EXTENSIONS
+from edgedet.edge.datasets.report import MALFORMED_FILE, MISSING_IMAGE, UNKNOWN_CLASS, LoadReport
+from edgedet.edge.datasets.sample import Dataset
 
 __all__ = ["label_path_for", "read_yolo", "yolo_class_names"]
 

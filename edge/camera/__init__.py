@@ -1,0 +1,1 @@
+"""The on-device camera daemon: sources, capture, events, sinks, HTTP, metrics, systemd."""

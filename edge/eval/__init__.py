@@ -1,0 +1,1 @@
+"""Accuracy through the device code path: COCO metrics, evaluation, operating point, paired bootstrap."""

@@ -1,0 +1,171 @@
+"""The ``edgedet`` command line.
+
+Every subcommand's arguments are declared here, so ``--help`` works everywhere without importing
+anything heavy. Each subcommand names the module that implements it; that module is imported only when
+the subcommand runs, so ``edgedet detect`` / ``edgedet camera`` on an ONNX or TFLite model never import
+torch or TensorFlow (a test holds this).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+__all__ = ["build_parser", "main"]
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    handler: str  # "package.module:function", imported lazily
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+
+
+def _train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="training YAML (model, data, optimiser, schedule, eval)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys, e.g. epochs=5")
+    p.add_argument("--resume", metavar="CKPT", help="continue a run exactly from its checkpoint")
+    p.add_argument("--out", metavar="DIR", help="run directory (default: from the config)")
+
+
+def _eval(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="checkpoint (.pt), .onnx or .tflite")
+    p.add_argument(
+        "--data", required=True, help="dataset YAML or voc:ROOT[:SPLIT], coco:JSON:DIR, yolo:ROOT[:SPLIT], ..."
+    )
+    p.add_argument("--json", metavar="OUT", help="write the metrics (AP, AP50, images, ...) as JSON")
+    p.add_argument("--score-threshold", type=float, default=None, help="default: 0.01 for mAP")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--class-map", metavar="SRC=DST,...", default=None, help="rename dataset classes, e.g. a=face,b=face"
+    )
+    p.add_argument("--spec", default=None, help="spec JSON for a model without metadata, or 'ultraface'")
+    p.add_argument(
+        "--compare",
+        metavar="BASE",
+        default=None,
+        help="also score BASE (e.g. the fp32 model) and print the AP50 / AP difference with a paired-bootstrap CI",
+    )
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap draws for --compare (default: 1000)")
+
+
+def _export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="training checkpoint (.pt)")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--formats", default="onnx", help="comma list of onnx, tflite (default: onnx)")
+    p.add_argument("--int8", action="store_true", help="also write int8 models (needs --calib)")
+    p.add_argument("--calib", metavar="DATA", help="calibration images: a dataset spec or an image folder")
+    p.add_argument("--calib-images", type=int, default=200, help="how many calibration images")
+    p.add_argument(
+        "--calib-method",
+        default="minmax",
+        choices=("minmax", "entropy", "percentile"),
+        help="ONNX Runtime activation calibration (default: minmax)",
+    )
+    p.add_argument("--boxes-in-graph", action="store_true", help="SSD: decode boxes inside the graph")
+    p.add_argument("--peaks", action="store_true", help="CenterNet: 3x3 max-pool peak map inside the graph")
+    p.add_argument("--no-parity", action="store_true", help="skip the parity checks")
+
+
+def _import_ultraface(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pth", help="UltraFace version-slim state dict (.pth)")
+    p.add_argument("--out", required=True, metavar="CKPT", help="checkpoint to write (.pt)")
+    p.add_argument("--input-size", default=None, metavar="WxH", help="input size, default 320x240")
+
+
+def _detect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="checkpoint (.pt), .onnx or .tflite")
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help="images, folders of images, or videos")
+    p.add_argument("--json", metavar="OUT", help="write detections (boxes in source pixels) as JSON")
+    p.add_argument("--save-dir", metavar="DIR", help="write annotated images here")
+    p.add_argument("--score-threshold", type=float, default=None, help="default: the model's own")
+    p.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
+    p.add_argument("--spec", default=None, help="spec JSON for a model without metadata, or 'ultraface'")
+
+
+def _bench(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", nargs="+", required=True, metavar="MODEL")
+    p.add_argument("--data", default=None, help="dataset for AP50/mAP through the device code path")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--threads", default=None, help="comma list of thread counts (default: 1 and all cores)")
+    p.add_argument("--runs", type=int, default=50, help="timed runs per model (>= 50)")
+    p.add_argument("--spec", default=None, help="spec JSON for models without metadata, or 'ultraface'")
+
+
+def _camera(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, help="daemon YAML; the flags below override it")
+    p.add_argument("--model", default=None)
+    p.add_argument("--source", default=None, help="V4L2 index/path, GStreamer pipeline, URL, video or folder")
+    p.add_argument("--http", default=None, metavar="HOST:PORT", help="serve /healthz, /metrics, ... here")
+    p.add_argument("--events", default=None, metavar="FILE", help="JSON-lines events file ('-' for stdout)")
+    p.add_argument("--spec", default=None, help="spec JSON for a model without metadata, or 'ultraface'")
+    p.add_argument("--name", default=None, help="camera name (events, MQTT topics)")
+    p.add_argument("--threads", type=int, default=None, help="inference threads")
+    p.add_argument("--score-threshold", type=float, default=None, help="default: the model's own")
+    p.add_argument("--token", default=None, help="bearer token required by the HTTP API (except /healthz)")
+
+
+def _demo(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="outputs/demo", metavar="DIR", help="where everything is written")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, for tests: proves the pipeline, not accuracy")
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("train", "edgedet.training.train:cli", "train a model from a YAML config", _train),
+    Command("eval", "edgedet.edge.eval.evaluate:cli", "COCO-style AP/AP50 of a model on a dataset", _eval),
+    Command("export", "edgedet.convert.export:cli", "export a checkpoint to ONNX / TFLite (fp32, fp16, int8)", _export),
+    Command(
+        "import-ultraface",
+        "edgedet.training.ultraface:cli",
+        "build a checkpoint from the published UltraFace slim weights",
+        _import_ultraface,
+    ),
+    Command("detect", "edgedet.edge.runtime.detect:cli", "run a model over images, folders and videos", _detect),
+    Command("bench", "edgedet.edge.bench.accuracy_latency:cli", "accuracy-vs-latency report over model files", _bench),
+    Command("camera", "edgedet.edge.camera.daemon:cli", "the on-device camera daemon", _camera),
+    Command("demo", "edgedet.demo:cli", "the main job end to end on generated data", _demo),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgedet", description="Tiny conv_dw detectors from desktop training to an edge camera."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for cmd in COMMANDS:
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        cmd.add_arguments(p)
+        p.set_defaults(_command=cmd)
+    return parser
+
+
+def _resolve(cmd: Command) -> Callable[[argparse.Namespace], int]:
+    module_name, func_name = cmd.handler.split(":")
+    return getattr(importlib.import_module(module_name), func_name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    cmd: Command = args._command
+    handler = _resolve(cmd)
+    try:
+        return int(handler(args) or 0)
+    except (ValueError, FileNotFoundError) as exc:
+        # Bad input: say what and where, without a traceback.
+        print(f"edgedet {cmd.name}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
