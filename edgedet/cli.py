@@ -24,6 +24,7 @@ class Command:
     handler: str  # "package.module:function", imported lazily
     help: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
+    subcommands: tuple[Command, ...] = ()  # e.g. `edgedet bench frame`; the first is the default
 
 
 def _train(p: argparse.ArgumentParser) -> None:
@@ -97,6 +98,58 @@ def _bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spec", default=None, help="spec JSON for models without metadata, or 'ultraface'")
 
 
+def _json_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the figures as JSON too")
+
+
+def _bench_decode(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="UltraFace without post-processing (.onnx / .tflite)")
+    p.add_argument("--images", required=True, help="folder of photos (or one image)")
+    p.add_argument("--thresholds", type=float, nargs="+", default=[0.7, 0.3], help="score thresholds (first: target)")
+    p.add_argument("--repeat", type=int, default=30, help="timed rounds over all photos")
+    p.add_argument("--target-ms", type=float, default=0.3)
+    p.add_argument("--target-speedup", type=float, default=5.0)
+    _json_flag(p)
+
+
+def _bench_frame(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help=".onnx / .tflite (spec from its metadata, or --spec)")
+    p.add_argument("--spec", help="'ultraface' or a spec JSON file, for a model without metadata")
+    p.add_argument("--source", help="video file, image folder or image (default: synthetic frames)")
+    p.add_argument("--size", help="resize source frames to WIDTHxHEIGHT first (e.g. 640x480)")
+    p.add_argument("--threads", type=int, help="inference threads (default: the runtime's)")
+    p.add_argument("--seconds", type=float, default=5.0, help="timed seconds for each of the two loops")
+    p.add_argument("--camera-fps", type=float, help="emulated camera rate (default: always one frame ahead)")
+    p.add_argument("--live", action="store_true", help="decode --source in the capture thread (no replay)")
+    p.add_argument("--no-daemon", action="store_true", help="skip the run through the real daemon loop")
+    p.add_argument("--score-threshold", type=float, help="override the spec's")
+    p.add_argument("--target-share", type=float, default=0.15)
+    p.add_argument("--target-fps-ratio", type=float, default=0.15)
+    _json_flag(p)
+
+
+def _bench_compare(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base", required=True, help="the reference model (e.g. the fp32 .onnx / .tflite)")
+    p.add_argument("--models", nargs="+", required=True, help="models to compare with it (e.g. int8)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=40)
+    p.add_argument("--runs", type=int, default=20, help="back-to-back runs per model per round")
+    _json_flag(p)
+
+
+def _bench_profile(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", nargs="+", required=True, help=".onnx models (e.g. fp32 and its int8 twin)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--runs", type=int, default=200)
+    _json_flag(p)
+
+
+def _bench_train_throughput(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, help="training YAML (default: the built-in defaults)")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    p.add_argument("--batches", type=int, default=30)
+
+
 def _camera(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="daemon YAML; the flags below override it")
     p.add_argument("--model", default=None)
@@ -126,7 +179,34 @@ COMMANDS: tuple[Command, ...] = (
         _import_ultraface,
     ),
     Command("detect", "edgedet.edge.runtime.detect:cli", "run a model over images, folders and videos", _detect),
-    Command("bench", "edgedet.edge.bench.accuracy_latency:cli", "accuracy-vs-latency report over model files", _bench),
+    Command(
+        "bench",
+        "edgedet.edge.bench.accuracy_latency:cli",
+        "measure: the accuracy-vs-latency report (the default: bench --models ... --out DIR), or one runtime bench",
+        _bench,
+        (
+            Command("report", "edgedet.edge.bench.accuracy_latency:cli", "accuracy-vs-latency report", _bench),
+            Command(
+                "frame",
+                "edgedet.edge.bench.frame_bench:cli",
+                "per-frame stage times in the daemon's loop",
+                _bench_frame,
+            ),
+            Command("decode", "edgedet.edge.bench.decode_bench:cli", "decode + NMS vs UltraFace's own", _bench_decode),
+            Command(
+                "compare", "edgedet.edge.bench.paired_bench:cli", "paired latency against a base model", _bench_compare
+            ),
+            Command(
+                "profile", "edgedet.edge.bench.ort_profile:cli", "ONNX Runtime time by operator kind", _bench_profile
+            ),
+            Command(
+                "train-throughput",
+                "edgedet.training.throughput:cli",
+                "is data loading on the training loop's critical path?",
+                _bench_train_throughput,
+            ),
+        ),
+    ),
     Command("camera", "edgedet.edge.camera.daemon:cli", "the on-device camera daemon", _camera),
     Command("demo", "edgedet.demo:cli", "the main job end to end on generated data", _demo),
 )
@@ -140,9 +220,31 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for cmd in COMMANDS:
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
-        cmd.add_arguments(p)
         p.set_defaults(_command=cmd)
+        if not cmd.subcommands:
+            cmd.add_arguments(p)
+            continue
+        nested = p.add_subparsers(dest=f"{cmd.name}_command", metavar="KIND")
+        for child in cmd.subcommands:
+            c = nested.add_parser(child.name, help=child.help, description=child.help)
+            child.add_arguments(c)
+            c.set_defaults(_command=child, _parent=cmd.name)
     return parser
+
+
+def _with_default_subcommand(argv: Sequence[str]) -> list[str]:
+    """``edgedet bench --models ...`` is ``edgedet bench report --models ...`` (the first subcommand)."""
+    argv = list(argv)
+    if not argv:
+        return argv
+    cmd = next((c for c in COMMANDS if c.name == argv[0]), None)
+    if (
+        cmd
+        and cmd.subcommands
+        and (len(argv) == 1 or argv[1] not in {c.name for c in cmd.subcommands} | {"-h", "--help"})
+    ):
+        argv.insert(1, cmd.subcommands[0].name)
+    return argv
 
 
 def _resolve(cmd: Command) -> Callable[[argparse.Namespace], int]:
@@ -151,7 +253,7 @@ def _resolve(cmd: Command) -> Callable[[argparse.Namespace], int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_with_default_subcommand(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -161,7 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(handler(args) or 0)
     except (ValueError, FileNotFoundError) as exc:
         # Bad input: say what and where, without a traceback.
-        print(f"edgedet {cmd.name}: error: {exc}", file=sys.stderr)
+        name = f"{args._parent} {cmd.name}" if getattr(args, "_parent", None) else cmd.name
+        print(f"edgedet {name}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -1,4 +1,4 @@
-"""edgedet.edge.bench.runtime: its plain UltraFace post-processing gives exactly our decoder's detections on real
+"""edgedet bench decode / frame / compare: the plain UltraFace post-processing gives exactly our decoder's detections on real
 UltraFace outputs, and both benchmarks run end to end (not timed: the figures only have to be there).
 Also the runtime's fast paths that the benchmarks time give exactly what the plain computations give:
 integer input tensors made directly, float32 dequantisation, one-class NMS."""
@@ -13,18 +13,11 @@ import pytest
 from conftest import shared_path
 from tests_support import clustered_boxes
 
-from edgedet.edge.bench.runtime import (
-    ReplaySource,
-    _reference_for,
-    bench_decode,
-    bench_frame,
-    bench_paired,
-    main,
-    print_frame,
-    same_detections,
-    ultraface_outputs,
-    ultraface_reference,
-)
+from edgedet.cli import main
+from edgedet.edge.bench.decode_bench import _reference_for, bench_decode, same_detections, ultraface_outputs
+from edgedet.edge.bench.frame_bench import ReplaySource, bench_frame, print_frame
+from edgedet.edge.bench.paired_bench import bench_paired
+from edgedet.edge.bench.reference_postprocess import ultraface_reference
 from edgedet.edge.camera.capture import Frame, FrameSlot
 from edgedet.edge.core.model_spec import ModelSpec
 from edgedet.edge.core.nms import multiclass_nms, one_class_nms
@@ -95,10 +88,10 @@ def test_decode_command(capsys):
     images = ultraface("images")
     model = ultraface("version-slim-320_without_postprocessing.onnx")
     argv = ["decode", "--model", str(model), "--images", str(images), "--thresholds", "0.7", "--repeat", "1"]
-    assert main([*argv, "--json"]) == 0
+    assert main(["bench", *argv, "--json"]) == 0
     out = capsys.readouterr().out
     assert "4420 priors" in out and "speedup" in out and "target at threshold 0.7" in out
-    assert main(["decode", "--model", str(images / "missing.onnx"), "--images", str(images)]) == 2
+    assert main(["bench", "decode", "--model", str(images / "missing.onnx"), "--images", str(images)]) == 1
 
 
 # ------------------------------------------------------------------------------------------- frame
@@ -173,11 +166,11 @@ def test_frame_bench_with_a_paced_camera_and_no_daemon():
 def test_frame_command_on_the_published_model(capsys):
     model = ultraface("version-slim-320_without_postprocessing.tflite")
     argv = ["frame", "--model", str(model), "--spec", "ultraface", "--source", str(ultraface("images"))]
-    assert main([*argv, "--size", "320x240", "--threads", "1", "--seconds", "1", "--json"]) == 0
+    assert main(["bench", *argv, "--size", "320x240", "--threads", "1", "--seconds", "1", "--json"]) == 0
     out = capsys.readouterr().out
     for word in (*STAGES, "1 / inference", "sustained"):
         assert word in out
-    assert main(["frame", "--model", str(model), "--size", "640"]) == 2  # no spec in a bare .tflite
+    assert main(["bench", "frame", "--model", str(model), "--size", "640"]) == 1  # no spec in a bare .tflite
 
 
 def test_replay_source_stays_one_frame_ahead_of_the_detector():
@@ -249,7 +242,7 @@ def test_paired_compare_of_two_runtimes_on_the_published_model(capsys):
     with pytest.raises(ValueError, match="rounds and runs must be >= 1"):
         bench_paired(onnx_model, [tflite_model], rounds=0)
     argv = ["compare", "--base", str(onnx_model), "--models", str(tflite_model), "--rounds", "2", "--runs", "2"]
-    assert main([*argv, "--json"]) == 0
+    assert main(["bench", *argv, "--json"]) == 0
     out = capsys.readouterr().out
     assert "2 interleaved rounds" in out and "x base, faster in" in out
-    assert main(["compare", "--base", str(onnx_model.with_name("missing.onnx")), "--models", str(tflite_model)]) == 2
+    assert main(["bench", "compare", "--base", str(onnx_model.with_name("missing.onnx")), "--models", str(tflite_model)]) == 1

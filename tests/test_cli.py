@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from edgedet.cli import COMMANDS, build_parser
+from edgedet.cli import COMMANDS, _with_default_subcommand, build_parser
 
 CONTRACT = {
     "train": ["--config"],
@@ -22,11 +22,24 @@ def test_every_contract_command_and_flag_exists(capsys):
     assert {c.name for c in COMMANDS} == set(CONTRACT)
     for name, flags in CONTRACT.items():
         with pytest.raises(SystemExit) as exc:
-            build_parser().parse_args([name, "--help"])
+            build_parser().parse_args(["bench", "report", "--help"] if name == "bench" else [name, "--help"])
         assert exc.value.code == 0
         out = capsys.readouterr().out
         for flag in flags:
             assert flag in out, f"edgedet {name} --help lacks {flag}"
+
+
+def test_bench_report_is_the_default_and_every_bench_is_a_subcommand(capsys):
+    # users' `edgedet bench --models ... --out DIR` keeps working: it is `edgedet bench report ...`
+    args = build_parser().parse_args(_with_default_subcommand(["bench", "--models", "a.onnx", "--out", "o"]))
+    assert args._command.name == "report" and args.models == ["a.onnx"] and args.out == "o"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["bench", "--help"])
+    out = capsys.readouterr().out
+    for kind in ("report", "frame", "decode", "compare", "profile", "train-throughput"):
+        assert kind in out
+    args = build_parser().parse_args(_with_default_subcommand(["bench", "frame", "--model", "m.onnx"]))
+    assert args._command.handler == "edgedet.edge.bench.frame_bench:cli"
 
 
 def test_camera_needs_no_config_file():
@@ -36,7 +49,7 @@ def test_camera_needs_no_config_file():
 
 def test_every_handler_is_a_real_function():
     # every subcommand names a module and function that exist (no placeholder commands)
-    for cmd in COMMANDS:
+    for cmd in (*COMMANDS, *(sub for c in COMMANDS for sub in c.subcommands)):
         module, func = cmd.handler.split(":")
         assert callable(getattr(importlib.import_module(module), func)), cmd.handler
 

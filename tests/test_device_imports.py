@@ -9,7 +9,7 @@ import time
 
 from conftest import shared_path
 
-HEAVY = ("torch", "tensorflow", "training", "convert")
+HEAVY = ("torch", "tensorflow", "edgedet.training", "edgedet.convert")
 WRAPPER = (
     "import atexit, sys\n"
     "atexit.register(lambda: print('HEAVY', sorted(m for m in {heavy!r} if m in sys.modules), flush=True))\n"

@@ -1,4 +1,4 @@
-"""`python -m edgedet.edge.bench.runtime profile`: ONNX Runtime's own per-node times, summed by operator kind."""
+"""`edgedet bench profile`: ONNX Runtime's own per-node times, summed by operator kind."""
 
 import json
 import sys
@@ -7,7 +7,7 @@ import pytest
 from tests_support import single_conv_onnx
 
 from edgedet.edge.bench.ort_profile import profile_onnx
-from edgedet.edge.bench.runtime import main
+from edgedet.cli import main
 
 
 def test_pointwise_and_depthwise_convolutions_are_told_apart(tmp_path):
@@ -25,7 +25,7 @@ def test_pointwise_and_depthwise_convolutions_are_told_apart(tmp_path):
 def test_profile_command_prints_one_column_per_model(tmp_path, capsys):
     a = single_conv_onnx(tmp_path / "a.onnx", cin=8, cout=8, k=3, stride=1, size=(32, 32), group=8)
     b = single_conv_onnx(tmp_path / "b.onnx", cin=8, cout=16, k=1, stride=1, size=(32, 32))
-    assert main(["profile", "--models", str(a), str(b), "--runs", "5", "--json"]) == 0
+    assert main(["bench", "profile", "--models", str(a), str(b), "--runs", "5", "--json"]) == 0
     out = capsys.readouterr().out
     header = next(line for line in out.splitlines() if "a.onnx" in line)
     assert "b.onnx" in header
@@ -36,11 +36,11 @@ def test_profile_command_prints_one_column_per_model(tmp_path, capsys):
 
 
 def test_profile_names_what_is_wrong(tmp_path, capsys):
-    assert main(["profile", "--models", str(tmp_path / "missing.onnx")]) == 2
+    assert main(["bench", "profile", "--models", str(tmp_path / "missing.onnx")]) == 1
     assert "missing.onnx: no such model file" in capsys.readouterr().err
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a model")
-    assert main(["profile", "--models", str(junk)]) == 2
+    assert main(["bench", "profile", "--models", str(junk)]) == 1
     assert "junk.onnx: ONNX Runtime cannot load it" in capsys.readouterr().err
     with pytest.raises(ValueError, match="runs: expected >= 1"):
         profile_onnx(junk, runs=0)

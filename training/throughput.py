@@ -86,12 +86,8 @@ def measure(config: dict[str, Any], batches: int = 30, warmup: int = 3) -> dict[
     return rates
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default=None, help="training YAML (default: the built-in defaults)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value")
-    parser.add_argument("--batches", type=int, default=30)
-    args = parser.parse_args(argv)
+def cli(args: argparse.Namespace) -> int:
+    """``edgedet bench train-throughput [--config FILE] [key=value ...] [--batches N]``."""
     config = load_config(args.config, args.overrides)
     print(f"batch {config['batch_size']}, workers {config['workers']}, torch threads {torch.get_num_threads()}")
     rates = measure(config, args.batches)
@@ -99,7 +95,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{key:>7}: {rates[key]:8.1f} images/s (median over {args.batches} batches)")
     print(f"loop / step = {rates['loop_over_step']:.2f} (1.0: data loading is off the critical path)")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

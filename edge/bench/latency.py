@@ -13,20 +13,15 @@ from typing import Any
 
 import numpy as np
 
+from edgedet.edge.bench.figures import timing_summary
 from edgedet.edge.runtime.detector import Detector
 
-__all__ = ["frame_timings", "latency_summary", "time_backend", "warmup_runs"]
+__all__ = ["frame_timings", "time_backend", "warmup_runs"]
 
 
 def warmup_runs(runs: int) -> int:
     """Warm-up calls before ``runs`` timed ones: a tenth of them, at least 5."""
     return max(5, runs // 10)
-
-
-def latency_summary(times_ms: Sequence[float]) -> dict[str, float]:
-    """``median``, ``p90`` and ``min`` of ``times_ms``."""
-    t = np.asarray(times_ms, dtype=np.float64)
-    return {"median": float(np.median(t)), "p90": float(np.percentile(t, 90)), "min": float(t.min())}
 
 
 def time_backend(detector: Detector, frames: Sequence[np.ndarray], runs: int) -> dict[str, Any]:
@@ -42,7 +37,7 @@ def time_backend(detector: Detector, frames: Sequence[np.ndarray], runs: int) ->
         t0 = time.perf_counter()
         run(tensor)
         times.append((time.perf_counter() - t0) * 1e3)
-    return {**latency_summary(times), "runs": runs, "warmup": warmup}
+    return {**timing_summary(times), "runs": runs, "warmup": warmup}
 
 
 def frame_timings(detector: Detector, frames: Sequence[np.ndarray], runs: int) -> dict[str, Any]:
@@ -58,7 +53,7 @@ def frame_timings(detector: Detector, frames: Sequence[np.ndarray], runs: int) -
         t = detector.last_timings
         stages.append((t.preprocess_ms, t.inference_ms, t.decode_ms))
     medians = np.median(np.asarray(stages, dtype=np.float64), axis=0)
-    summary = latency_summary(totals)
+    summary = timing_summary(totals)
     return {
         "frame_ms": summary["median"],
         "frame_p90_ms": summary["p90"],

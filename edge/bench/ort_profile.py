@@ -1,4 +1,4 @@
-"""Where ONNX Runtime spends a model's time, by kind of operator: ``python -m edgedet.edge.bench.runtime profile``.
+"""Where ONNX Runtime spends a model's time, by kind of operator: ``edgedet bench profile``.
 
 ONNX Runtime's own profiler (``SessionOptions.enable_profiling``) records every node's kernel time on
 every run. :func:`profile_onnx` runs a model ``runs`` times on one fixed input, takes each node's median,
@@ -19,9 +19,11 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from typing import Any
+
 import numpy as np
 
-__all__ = ["print_profiles", "profile_onnx"]
+__all__ = ["cli", "print_profiles", "profile_onnx"]
 
 _DTYPES = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8}
 
@@ -97,3 +99,11 @@ def print_profiles(profiles: Mapping[str, Mapping[str, float]], threads: int) ->
     for kind in [*kinds, "total"]:
         cells = (f"{profiles[n][kind]:.3f}" if kind in profiles[n] else "-" for n in names)
         print(kind.ljust(width) + "".join(v.rjust(c) for v, c in zip(cells, cols, strict=True)))
+
+
+def cli(args: Any) -> int:
+    """``edgedet bench profile --models A.onnx B.onnx ...``."""
+    from edgedet.edge.bench.figures import print_figures
+
+    profiles = {m: profile_onnx(m, args.runs, args.threads) for m in args.models}
+    return print_figures(profiles, lambda figures: print_profiles(figures, args.threads), args.json)
