@@ -45,7 +45,7 @@ def _eval(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--class-map", metavar="SRC=DST,...", default=None, help="rename dataset classes, e.g. a=face,b=face"
     )
-    p.add_argument("--spec", default=None, help="spec JSON for a model without metadata, or 'ultraface'")
+    p.add_argument("--spec", default=None, help="spec JSON for a model without metadata, or 'ultraface[:WxH]'")
     p.add_argument(
         "--compare",
         metavar="BASE",
@@ -86,7 +86,7 @@ def _detect(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-dir", metavar="DIR", help="write annotated images here")
     p.add_argument("--score-threshold", type=float, default=None, help="default: the model's own")
     p.add_argument("--threads", type=int, default=None, help="inference threads (default: all cores)")
-    p.add_argument("--spec", default=None, help="spec JSON for a model without metadata, or 'ultraface'")
+    p.add_argument("--spec", default=None, help="spec JSON for a model without metadata, or 'ultraface[:WxH]'")
 
 
 def _bench(p: argparse.ArgumentParser) -> None:
@@ -95,7 +95,7 @@ def _bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--threads", default=None, help="comma list of thread counts (default: 1 and all cores)")
     p.add_argument("--runs", type=int, default=50, help="timed runs per model (>= 50)")
-    p.add_argument("--spec", default=None, help="spec JSON for models without metadata, or 'ultraface'")
+    p.add_argument("--spec", default=None, help="spec JSON for models without metadata, or 'ultraface[:WxH]'")
 
 
 def _json_flag(p: argparse.ArgumentParser) -> None:
@@ -105,6 +105,7 @@ def _json_flag(p: argparse.ArgumentParser) -> None:
 def _bench_decode(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="UltraFace without post-processing (.onnx / .tflite)")
     p.add_argument("--images", required=True, help="folder of photos (or one image)")
+    p.add_argument("--spec", default="ultraface", help="'ultraface' (320x240) or 'ultraface:WxH', e.g. 640x480")
     p.add_argument("--thresholds", type=float, nargs="+", default=[0.7, 0.3], help="score thresholds (first: target)")
     p.add_argument("--repeat", type=int, default=30, help="timed rounds over all photos")
     p.add_argument("--target-ms", type=float, default=0.3)
@@ -156,7 +157,7 @@ def _camera(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", default=None, help="V4L2 index/path, GStreamer pipeline, URL, video or folder")
     p.add_argument("--http", default=None, metavar="HOST:PORT", help="serve /healthz, /metrics, ... here")
     p.add_argument("--events", default=None, metavar="FILE", help="JSON-lines events file ('-' for stdout)")
-    p.add_argument("--spec", default=None, help="spec JSON for a model without metadata, or 'ultraface'")
+    p.add_argument("--spec", default=None, help="spec JSON for a model without metadata, or 'ultraface[:WxH]'")
     p.add_argument("--name", default=None, help="camera name (events, MQTT topics)")
     p.add_argument("--threads", type=int, default=None, help="inference threads")
     p.add_argument("--score-threshold", type=float, default=None, help="default: the model's own")

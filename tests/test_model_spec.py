@@ -50,3 +50,10 @@ def test_from_dict_errors_name_the_source():
         ModelSpec.from_dict({"head": "ssd", "labels": ["x"], "version": 9})
     with pytest.raises(ValueError, match="'head' and 'labels' are required"):
         ModelSpec.from_dict({"labels": ["x"]})
+
+
+def test_labels_given_as_one_string_is_an_error_not_four_classes():
+    spec = ModelSpec.ultraface().to_dict()
+    spec["labels"] = "face"
+    with pytest.raises(ValueError, match=r"spec.labels: expected a list of class names, got the string 'face'"):
+        ModelSpec.from_dict(spec, source="m.json")

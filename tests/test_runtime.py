@@ -55,7 +55,9 @@ def reference_postprocess(scores, boxes, prob_threshold, iou_threshold=0.3, cand
 
 @pytest.mark.parametrize("threshold", [0.7, 0.3, 0.02])
 def test_ssd_decoder_equals_brute_force_ultraface_postprocessing(threshold):
-    spec = replace(ModelSpec.ultraface(), score_threshold=threshold)
+    spec = replace(
+        ModelSpec.ultraface(), score_threshold=threshold, max_candidates=200, top_k=200
+    )  # plain loops: keep it quick
     backend = OnnxBackend(model(ONNX), threads=2)
     detector = Detector(backend, spec)
     decoder = SSDDecoder(spec, spec.priors.generate(spec.input_size))

@@ -126,3 +126,34 @@ def test_cli_writes_checkpoint_and_reports(tmp_path, capsys):
     assert cli(Namespace(pth=str(pth), out=str(tmp_path / "x.pt"), input_size="640by480")) == 1
     assert "640by480" in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_at_640x480_every_face_of_the_reference_script_is_kept(tmp_path):
+    """UltraFace's ``detect_imgs.py`` at 640x480 (17640 priors) keeps 1000 candidates per class and up to
+    500 faces; our preset must give its detections box for box on the crowd photos, where a 200-candidate
+    cap (our old default) loses faces."""
+    from dataclasses import replace
+
+    from edgedet.edge.bench.decode_bench import _reference_for, same_detections
+    from edgedet.edge.datasets.image_files import read_image
+    from edgedet.edge.runtime.decoders import make_decoder
+    from edgedet.edge.runtime.detector import Detector, load_spec
+    from edgedet.edge.runtime.media import list_images
+
+    out = tmp_path / "slim-640.pt"
+    import_ultraface(shared_path(*PTH), out, (640, 480))
+    spec = load_spec("ultraface:640x480")
+    assert spec.input_size == (640, 480) and spec.max_candidates >= 1000 and spec.top_k >= 500
+    detector = Detector.from_model(out, spec=spec)
+    capped = make_decoder(replace(spec, max_candidates=200, top_k=200))
+    ours = reference = lost = 0
+    for path in list_images(shared_path("models", "ultraface", "images")):
+        outputs = detector.backend.run(detector.preprocess(read_image(path))[0])
+        got = detector.decoder(outputs)
+        reference_dets = _reference_for(detector.decoder, outputs)()  # candidate_size / top_k from the spec
+        assert same_detections(got, reference_dets), path.name
+        ours += len(got[1])
+        reference += len(reference_dets[1])
+        lost += len(got[1]) - len(capped(outputs)[1])
+    assert ours == reference > 800
+    assert lost > 100  # the old cap dropped these faces: this test tells the two apart

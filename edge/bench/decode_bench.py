@@ -24,7 +24,7 @@ from edgedet.edge.bench.reference_postprocess import ultraface_reference
 from edgedet.edge.core.model_spec import ModelSpec
 from edgedet.edge.runtime.backends import open_backend
 from edgedet.edge.runtime.decoders import SSDDecoder
-from edgedet.edge.runtime.detector import Detector
+from edgedet.edge.runtime.detector import Detector, load_spec
 from edgedet.edge.runtime.media import IMAGE_SUFFIXES, list_images, read_image
 
 __all__ = ["bench_decode", "cli", "print_decode", "same_detections", "ultraface_outputs"]
@@ -156,7 +156,7 @@ def print_decode(rows: Sequence[Mapping[str, Any]], priors: int, target_ms: floa
 
 def cli(args: Any) -> int:
     """``edgedet bench decode --model RAW --images DIR``."""
-    spec = ModelSpec.ultraface()
+    spec = load_spec(args.spec)
     for what, path in (("--model", args.model), ("--images", args.images)):
         if not Path(path).exists():
             raise FileNotFoundError(f"{what}: {path} not found")

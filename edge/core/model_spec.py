@@ -46,7 +46,7 @@ class ModelSpec:
     score_threshold: float = 0.5
     iou_threshold: float = 0.45
     top_k: int = 200
-    max_candidates: int = 200
+    max_candidates: int = 1000  # per class, into NMS; UltraFace's detect_imgs.py uses 1000 (200 drops crowds)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -110,6 +110,8 @@ class ModelSpec:
         try:
             if data.get("priors") is not None:
                 data["priors"] = PriorConfig.from_dict(data["priors"])
+            if isinstance(data["labels"], str):  # tuple("face") would be ('f', 'a', 'c', 'e')
+                raise ValueError(f"spec.labels: expected a list of class names, got the string {data['labels']!r}")
             data["labels"] = tuple(data["labels"])
             for key in ("mean", "std"):
                 if key in data:
@@ -129,7 +131,9 @@ class ModelSpec:
     @classmethod
     def ultraface(cls, width: int = 320, height: int = 240) -> ModelSpec:
         """The published UltraFace slim model: stretch resize, RGB, (x - 127) / 128, clamped priors,
-        hard NMS at IoU 0.3, score threshold 0.7."""
+        hard NMS at IoU 0.3, score threshold 0.7, and the candidate limits of UltraFace's own
+        ``detect_imgs.py`` (``candidate_size`` 1000 per class into NMS, ``top_k`` = half of it): at 640x480
+        (17640 priors) a crowd photo has far more than 200 candidates and 200 faces."""
         return cls(
             head="ssd",
             labels=("face",),
@@ -138,6 +142,6 @@ class ModelSpec:
             priors=PriorConfig(style="ultraface", clamp=True),
             score_threshold=0.7,
             iou_threshold=0.3,
-            top_k=200,
-            max_candidates=200,
+            top_k=500,
+            max_candidates=1000,
         )

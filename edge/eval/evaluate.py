@@ -21,6 +21,7 @@ from edgedet.edge.datasets.sample import Dataset
 from edgedet.edge.eval.coco_metrics import ImageDetections, ImageTruth, coco_metrics
 from edgedet.edge.eval.operating_point import best_f1_threshold
 from edgedet.edge.runtime.detector import Detector
+from edgedet.edge.runtime.output_paths import output_file, write_text_atomic
 from edgedet.edge.runtime.progress import progress as show
 
 __all__ = ["cli", "evaluate_detector", "label_mapping", "parse_class_map", "run_detector"]
@@ -114,6 +115,7 @@ def cli(args: argparse.Namespace) -> int:
     from edgedet.edge.eval.ap_compare import paired_bootstrap
     from edgedet.edge.runtime.detector import load_spec
 
+    json_path = output_file(args.json, "--json") if getattr(args, "json", None) else None
     spec = load_spec(args.spec) if getattr(args, "spec", None) else None
     threshold = EVAL_SCORE_THRESHOLD if args.score_threshold is None else args.score_threshold
     base_path = getattr(args, "compare", None)
@@ -133,7 +135,11 @@ def cli(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.data, class_map=parse_class_map(args.class_map))
     if len(dataset.report):
         print(dataset.report.summary())
+    if not len(dataset):
+        raise ValueError(f"{args.data}: no labelled image to evaluate (see the problems above)")
     truth, dets, metrics = _score(detector, dataset)
+    if not metrics["images"]:
+        raise ValueError(f"{args.data}: no image could be evaluated (every one was unreadable or unlabelled)")
     print(f"{args.model}: {_metrics_line(metrics)}")
     record: dict[str, Any] = {"model": str(args.model), "data": args.data, **metrics}
     if base is not None:
@@ -147,7 +153,6 @@ def cli(args: argparse.Namespace) -> int:
             print(delta.line(Path(base_path).name, Path(args.model).name))
             compare[metric] = {k: v for k, v in vars(delta).items() if k != "metric"}
         record["compare"] = compare
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(record, indent=2))
+    if json_path is not None:
+        write_text_atomic(json_path, json.dumps(record, indent=2))
     return 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -18,6 +17,7 @@ import cv2
 from edgedet.edge.runtime.detector import Detection, Detector, load_spec
 from edgedet.edge.runtime.draw import draw_detections
 from edgedet.edge.runtime.media import MediaItem, iter_media
+from edgedet.edge.runtime.output_paths import output_dir, output_file, write_text_atomic
 
 __all__ = ["cli", "save_name"]
 
@@ -56,6 +56,9 @@ def cli(args: argparse.Namespace) -> int:
     """Run ``edgedet detect``; see the module docstring. Model errors raise ``ValueError`` /
     ``FileNotFoundError`` (the CLI prints them); unreadable sources are reported and skipped."""
     spec_arg = getattr(args, "spec", None)
+    # outputs first: a bad --json / --save-dir fails now, not after every image was processed
+    json_path = output_file(args.json, "--json") if getattr(args, "json", None) else None
+    save_dir = output_dir(args.save_dir, "--save-dir") if getattr(args, "save_dir", None) else None
     detector = Detector.from_model(
         args.model,
         spec=load_spec(spec_arg) if spec_arg else None,
@@ -63,10 +66,6 @@ def cli(args: argparse.Namespace) -> int:
         score_threshold=getattr(args, "score_threshold", None),
         iou_threshold=getattr(args, "iou_threshold", None),
     )
-    save_dir = Path(args.save_dir) if getattr(args, "save_dir", None) else None
-    if save_dir is not None:
-        save_dir.mkdir(parents=True, exist_ok=True)
-    json_path = Path(args.json) if getattr(args, "json", None) else None
 
     records: list[dict[str, Any]] = []
     used: set[str] = set()
@@ -94,8 +93,7 @@ def cli(args: argparse.Namespace) -> int:
                 print(f"error: {target}: could not write the annotated image", file=sys.stderr)
 
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
+        write_text_atomic(json_path, json.dumps(records, indent=1) + "\n")
     print(
         f"{images} image{'s' if images != 1 else ''}, {found} detection{'s' if found != 1 else ''}"
         + (f", {failed} failed" if failed else "")

@@ -65,12 +65,23 @@ class StageTimings:
 
 
 def load_spec(value: str | os.PathLike[str]) -> ModelSpec:
-    """A spec from the command line: ``"ultraface"`` (the published model's preset) or a JSON file."""
-    if str(value).lower() == "ultraface":
+    """A spec from the command line: ``"ultraface"`` or ``"ultraface:WxH"`` (the published model's preset,
+    320x240 by default, e.g. ``ultraface:640x480``) or a JSON file."""
+    text = str(value)
+    if text.lower() == "ultraface":
         return ModelSpec.ultraface()
+    if text.lower().startswith("ultraface:"):
+        size = text.split(":", 1)[1]
+        try:
+            width, height = (int(v) for v in size.lower().split("x"))
+        except ValueError:
+            raise ValueError(f"--spec {text}: expected ultraface:WIDTHxHEIGHT, e.g. ultraface:640x480") from None
+        return ModelSpec.ultraface(width, height)
     path = Path(value)
     if not path.is_file():
-        raise FileNotFoundError(f"spec file not found: {path} (give a spec JSON file or the word 'ultraface')")
+        raise FileNotFoundError(
+            f"spec file not found: {path} (give a spec JSON file, 'ultraface' or 'ultraface:WIDTHxHEIGHT')"
+        )
     return ModelSpec.from_json(path.read_text(encoding="utf-8"), source=str(path))
 
 
