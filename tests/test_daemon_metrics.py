@@ -1,38 +1,165 @@
-"""The daemon's stdlib Prometheus registry renders valid text exposition format."""
+"""The daemon's /metrics through prometheus_client: parseable exposition, the metric names, types, labels and
+help of the stdlib registry it replaced (dashboards depend on them), process metrics, one registry per daemon."""
 
+import sys
+
+import numpy as np
+import prometheus_client
 import pytest
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.parser import text_string_to_metric_families
 
-from edgedet.edge.camera.metrics import Registry
+from edgedet.edge.camera.capture import Frame
+from edgedet.edge.camera.config import load_config
+from edgedet.edge.camera.daemon import Daemon
+from edgedet.edge.camera.metrics import CONTENT_TYPE, CounterFunction, Registry
+from edgedet.edge.runtime.detector import Detection, StageTimings
+
+# What the hand-written registry exposed (taken from it before the switch): family -> (type, label names, help).
+# Families as the parser names them: a counter ``x_total`` is family ``x``.
+DAEMON_METRICS = {
+    "edgedet_frames_captured": ("counter", set(), "Frames read from the source."),
+    "edgedet_frames_processed": ("counter", set(), "Frames run through the detector."),
+    "edgedet_frames_dropped": ("counter", set(), "Frames replaced by a newer one before the detector took them."),
+    "edgedet_source_reconnects": ("counter", set(), "Attempts to re-open the source after it failed."),
+    "edgedet_source_loops": ("counter", set(), "Times a video file or image folder reached its end."),
+    "edgedet_source_up": ("gauge", set(), "1 while the source delivers frames."),
+    "edgedet_fps": ("gauge", set(), "Frames processed per second over the last 5 s."),
+    "edgedet_inference_latency_seconds": (
+        "histogram",
+        set(),
+        "Detector time per frame (pre-processing + inference + decoding).",
+    ),
+    "edgedet_stage_latency_seconds": ("histogram", {"stage"}, "Detector time per frame by stage."),
+    "edgedet_detections": ("counter", set(), "Objects detected."),
+    "edgedet_inference_errors": ("counter", set(), "Frames the detector failed on."),
+    "edgedet_last_frame_timestamp_seconds": ("gauge", set(), "Capture time (Unix) of the newest processed frame."),
+    "edgedet_uptime_seconds": ("gauge", set(), "Seconds since the daemon started."),
+    "edgedet_events_written": ("counter", set(), "Events written to the events file."),
+    "edgedet_events_errors": ("counter", set(), "Events the events file could not take."),
+    "edgedet_mqtt_published": ("counter", set(), "Events handed to the MQTT client."),
+    "edgedet_mqtt_errors": ("counter", set(), "Events not published (broker down, queue full)."),
+    "edgedet_mqtt_connected": ("gauge", set(), "1 while connected to the MQTT broker."),
+}
+# Added by the library's ProcessCollector (Linux only: it reads /proc) and PlatformCollector.
+PROCESS_METRICS = {
+    "process_virtual_memory_bytes": "gauge",
+    "process_resident_memory_bytes": "gauge",
+    "process_start_time_seconds": "gauge",
+    "process_cpu_seconds": "counter",
+    "process_open_fds": "gauge",
+    "process_max_fds": "gauge",
+}
+PLATFORM_METRICS = {"python_info": "gauge"}
+LATENCY_LE = ["0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "+Inf"]
 
 
-def test_registry_renders_parseable_prometheus_text():
-    parser = pytest.importorskip("prometheus_client.parser", reason="prometheus-client (dev extra) checks the format")
-    r = Registry()
-    frames = r.counter("x_frames_total", "Frames.")
-    frames.inc(3)
-    r.gauge("x_up", "Up.").set_function(lambda: True)
-    g = r.gauge("x_temp", "Temperature.", ["zone"])
-    g.set(41.5, zone='cpu "big"\n')
-    h = r.histogram("x_latency_seconds", "Latency.", ["stage"], buckets=(0.01, 0.1))
-    for v in (0.005, 0.05, 0.5):
-        h.observe(v, stage="infer")
-    text = r.render()
-    families = {f.name: f for f in parser.text_string_to_metric_families(text)}
-    assert families["x_frames"].type == "counter" and families["x_frames"].samples[0].value == 3
-    assert families["x_up"].samples[0].value == 1
-    assert families["x_temp"].samples[0].labels == {"zone": 'cpu "big"\n'}
-    buckets = {s.labels["le"]: s.value for s in families["x_latency_seconds"].samples if s.name.endswith("_bucket")}
-    assert buckets == {"0.01": 1, "0.1": 2, "+Inf": 3}
-    assert 'x_latency_seconds_sum{stage="infer"} 0.555' in text
-    assert h.count(stage="infer") == 3
+class FakeDetector:
+    last_timings = StageTimings(1.0, 2.0, 0.5)
 
 
-def test_metric_misuse_is_an_error():
-    r = Registry()
-    c = r.counter("a_total", "A.", ["k"])
-    with pytest.raises(ValueError, match="cannot decrease"):
-        c.inc(-1, k="x")
-    with pytest.raises(ValueError, match="expected labels"):
-        c.inc(1)
-    with pytest.raises(ValueError, match="registered twice"):
-        r.gauge("a_total", "again")
+def make_daemon(tmp_path) -> Daemon:
+    overrides = {"model": "unused.onnx", "source": str(tmp_path / "video.avi"), "http.enabled": False}
+    return Daemon(load_config(None, overrides), detector=FakeDetector())
+
+
+def publish(daemon: Daemon, n: int) -> None:
+    for i in range(n):
+        detections = [Detection((1.0, 2.0, 10.0, 12.0), 0.9, 0, "thing")] * (i % 2)
+        daemon.publish(Frame(np.zeros((24, 32, 3), np.uint8), i, i, 1700000000.0 + i), detections)
+
+
+def families(daemon: Daemon) -> dict:
+    return {f.name: f for f in text_string_to_metric_families(daemon.metrics.render())}
+
+
+@pytest.fixture
+def as_the_cli():
+    """``edgedet camera`` turns the library's ``*_created`` series off (process-wide); so does this test."""
+    prometheus_client.disable_created_metrics()
+    yield
+    prometheus_client.enable_created_metrics()
+
+
+def test_daemon_metrics_keep_names_types_labels_and_help(tmp_path, as_the_cli):
+    daemon = make_daemon(tmp_path)
+    publish(daemon, 5)
+    found = families(daemon)
+    expected_names = set(DAEMON_METRICS) | set(PLATFORM_METRICS)
+    if sys.platform.startswith("linux"):
+        expected_names |= set(PROCESS_METRICS)
+    assert set(found) == expected_names
+    for name, (kind, labels, help_text) in DAEMON_METRICS.items():
+        family = found[name]
+        assert (family.type, family.documentation) == (kind, help_text), name
+        for sample in family.samples:
+            assert set(sample.labels) - {"le"} == labels, sample
+    for name, kind in {**PROCESS_METRICS, **PLATFORM_METRICS}.items():
+        assert name not in found or found[name].type == kind, name
+
+    value = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in found.values() for s in f.samples}
+    assert value[("edgedet_frames_processed_total", ())] == 5
+    assert value[("edgedet_detections_total", ())] == 2
+    assert value[("edgedet_last_frame_timestamp_seconds", ())] == 1700000004.0
+    assert value[("edgedet_inference_latency_seconds_count", ())] == 5
+    assert value[("edgedet_inference_latency_seconds_sum", ())] == pytest.approx(5 * 3.5e-3)
+    stages = {s.labels["stage"] for s in found["edgedet_stage_latency_seconds"].samples}
+    assert stages == {"preprocess", "inference", "decode"}
+    buckets = [s for s in found["edgedet_inference_latency_seconds"].samples if s.name.endswith("_bucket")]
+    assert [s.labels["le"] for s in buckets] == LATENCY_LE
+    assert [s.value for s in buckets] == [0, 0, 5, 5, 5, 5, 5, 5, 5, 5, 5, 5]  # 3.5 ms each
+    stage_inference = {
+        s.labels["le"]: s.value
+        for s in found["edgedet_stage_latency_seconds"].samples
+        if s.name.endswith("_bucket") and s.labels["stage"] == "inference"
+    }
+    assert stage_inference["0.001"] == 0 and stage_inference["0.0025"] == 5  # 2 ms each
+
+
+def test_computed_metrics_are_read_at_scrape_time(tmp_path):
+    daemon = make_daemon(tmp_path)
+    before = families(daemon)
+    daemon.slot.dropped += 3
+    daemon.started -= 100.0
+    after = families(daemon)
+    assert after["edgedet_frames_dropped"].samples[0].value == before["edgedet_frames_dropped"].samples[0].value + 3
+    assert after["edgedet_uptime_seconds"].samples[0].value >= 100
+    assert after["edgedet_fps"].samples[0].value == 0  # nothing processed
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ProcessCollector reads /proc")
+def test_process_metrics_show_memory_and_cpu(tmp_path):
+    found = families(make_daemon(tmp_path))
+    assert found["process_resident_memory_bytes"].samples[0].value > 10e6  # a Python process with numpy, cv2
+    assert found["process_cpu_seconds"].samples[0].value > 0
+    assert found["process_open_fds"].samples[0].value > 0
+
+
+def test_each_daemon_has_its_own_registry(tmp_path):
+    first, second = make_daemon(tmp_path / "a"), make_daemon(tmp_path / "b")  # the global REGISTRY would refuse
+    publish(first, 3)
+    assert first.metrics is not second.metrics
+    assert first.metrics.get_sample_value("edgedet_frames_processed_total") == 3
+    assert second.metrics.get_sample_value("edgedet_frames_processed_total") == 0
+    assert second.metrics.get_sample_value("edgedet_inference_latency_seconds_count") == 0
+    assert prometheus_client.REGISTRY.get_sample_value("edgedet_frames_processed_total") is None
+
+
+def test_counter_function_reads_its_function_and_names_are_checked():
+    registry = Registry()
+    count = [0]
+    CounterFunction("x_things_total", "Things.", lambda: count[0], registry)
+    count[0] = 7
+    assert registry.get_sample_value("x_things_total") == 7
+    text = registry.render()
+    assert "# TYPE x_things_total counter\nx_things_total 7.0\n" in text
+    assert "x_things_created" not in text  # a computed counter has no creation time
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        CounterFunction("x_things_total", "Again.", lambda: 0, registry)
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        prometheus_client.Gauge("x_things_total", "Again.", registry=registry)
+
+
+def test_content_type_is_what_the_library_serves_for_this_format():
+    assert CONTENT_TYPE == choose_encoder("")[1]  # generate_latest's format, as the library's own handler says
+    assert CONTENT_TYPE.startswith("text/plain; version=0.0.4")

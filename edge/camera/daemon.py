@@ -23,12 +23,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+
 from edgedet.edge.camera.capture import Backoff, CaptureThread, Frame, FrameSlot
 from edgedet.edge.camera.config import DaemonConfig, load_config, parse_http_address
 from edgedet.edge.camera.events import build_event
 from edgedet.edge.camera.http import HttpApp, HttpServer
 from edgedet.edge.camera.latest_result import LatestResult
-from edgedet.edge.camera.metrics import Registry
+from edgedet.edge.camera.metrics import LATENCY_BUCKETS, CounterFunction, Registry
 from edgedet.edge.camera.sinks import JsonLinesSink, MqttSink, Sink
 from edgedet.edge.camera.sources import (
     CaptureSource,
@@ -117,44 +119,75 @@ class Daemon:
     def _build_metrics(self) -> None:
         r = self.metrics = Registry()
         cap, slot = self.capture, self.slot
-        r.counter("edgedet_frames_captured_total", "Frames read from the source.").set_function(lambda: cap.captured)
-        self.m_processed = r.counter("edgedet_frames_processed_total", "Frames run through the detector.")
-        r.counter(
-            "edgedet_frames_dropped_total", "Frames replaced by a newer one before the detector took them."
-        ).set_function(lambda: slot.dropped)
-        r.counter("edgedet_source_reconnects_total", "Attempts to re-open the source after it failed.").set_function(
-            lambda: cap.reconnects
+        CounterFunction("edgedet_frames_captured_total", "Frames read from the source.", lambda: cap.captured, r)
+        self.m_processed = Counter("edgedet_frames_processed_total", "Frames run through the detector.", registry=r)
+        CounterFunction(
+            "edgedet_frames_dropped_total",
+            "Frames replaced by a newer one before the detector took them.",
+            lambda: slot.dropped,
+            r,
         )
-        r.counter("edgedet_source_loops_total", "Times a video file or image folder reached its end.").set_function(
-            lambda: cap.loops
+        CounterFunction(
+            "edgedet_source_reconnects_total",
+            "Attempts to re-open the source after it failed.",
+            lambda: cap.reconnects,
+            r,
         )
-        r.gauge("edgedet_source_up", "1 while the source delivers frames.").set_function(lambda: int(cap.connected))
-        r.gauge("edgedet_fps", f"Frames processed per second over the last {FPS_WINDOW_S:g} s.").set_function(self.fps)
-        self.m_latency = r.histogram(
-            "edgedet_inference_latency_seconds", "Detector time per frame (pre-processing + inference + decoding)."
+        CounterFunction(
+            "edgedet_source_loops_total", "Times a video file or image folder reached its end.", lambda: cap.loops, r
         )
-        self.m_stage = r.histogram("edgedet_stage_latency_seconds", "Detector time per frame by stage.", ["stage"])
-        self.m_detections = r.counter("edgedet_detections_total", "Objects detected.")
-        self.m_errors = r.counter("edgedet_inference_errors_total", "Frames the detector failed on.")
-        r.gauge(
-            "edgedet_last_frame_timestamp_seconds", "Capture time (Unix) of the newest processed frame."
+        Gauge("edgedet_source_up", "1 while the source delivers frames.", registry=r).set_function(
+            lambda: int(cap.connected)
+        )
+        Gauge("edgedet_fps", f"Frames processed per second over the last {FPS_WINDOW_S:g} s.", registry=r).set_function(
+            self.fps
+        )
+        self.m_latency = Histogram(
+            "edgedet_inference_latency_seconds",
+            "Detector time per frame (pre-processing + inference + decoding).",
+            registry=r,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.m_stage = Histogram(
+            "edgedet_stage_latency_seconds",
+            "Detector time per frame by stage.",
+            ["stage"],
+            registry=r,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.m_detections = Counter("edgedet_detections_total", "Objects detected.", registry=r)
+        self.m_errors = Counter("edgedet_inference_errors_total", "Frames the detector failed on.", registry=r)
+        Gauge(
+            "edgedet_last_frame_timestamp_seconds", "Capture time (Unix) of the newest processed frame.", registry=r
         ).set_function(lambda: self._last_frame_time)
-        r.gauge("edgedet_uptime_seconds", "Seconds since the daemon started.").set_function(
+        Gauge("edgedet_uptime_seconds", "Seconds since the daemon started.", registry=r).set_function(
             lambda: time.monotonic() - self.started
         )
-        r.counter("edgedet_events_written_total", "Events written to the events file.").set_function(
-            lambda: self.events_sink.written if self.events_sink else 0
+        CounterFunction(
+            "edgedet_events_written_total",
+            "Events written to the events file.",
+            lambda: self.events_sink.written if self.events_sink else 0,
+            r,
         )
-        r.counter("edgedet_events_errors_total", "Events the events file could not take.").set_function(
-            lambda: self.events_sink.errors if self.events_sink else 0
+        CounterFunction(
+            "edgedet_events_errors_total",
+            "Events the events file could not take.",
+            lambda: self.events_sink.errors if self.events_sink else 0,
+            r,
         )
-        r.counter("edgedet_mqtt_published_total", "Events handed to the MQTT client.").set_function(
-            lambda: self.mqtt.published if self.mqtt else 0
+        CounterFunction(
+            "edgedet_mqtt_published_total",
+            "Events handed to the MQTT client.",
+            lambda: self.mqtt.published if self.mqtt else 0,
+            r,
         )
-        r.counter("edgedet_mqtt_errors_total", "Events not published (broker down, queue full).").set_function(
-            lambda: self.mqtt.errors if self.mqtt else 0
+        CounterFunction(
+            "edgedet_mqtt_errors_total",
+            "Events not published (broker down, queue full).",
+            lambda: self.mqtt.errors if self.mqtt else 0,
+            r,
         )
-        r.gauge("edgedet_mqtt_connected", "1 while connected to the MQTT broker.").set_function(
+        Gauge("edgedet_mqtt_connected", "1 while connected to the MQTT broker.", registry=r).set_function(
             lambda: int(self.mqtt.connected) if self.mqtt else 0
         )
 
@@ -303,9 +336,9 @@ class Daemon:
         timings = self.detector.last_timings
         self.m_processed.inc()
         self.m_latency.observe(timings.total_ms / 1e3)
-        self.m_stage.observe(timings.preprocess_ms / 1e3, stage="preprocess")
-        self.m_stage.observe(timings.inference_ms / 1e3, stage="inference")
-        self.m_stage.observe(timings.decode_ms / 1e3, stage="decode")
+        self.m_stage.labels(stage="preprocess").observe(timings.preprocess_ms / 1e3)
+        self.m_stage.labels(stage="inference").observe(timings.inference_ms / 1e3)
+        self.m_stage.labels(stage="decode").observe(timings.decode_ms / 1e3)
         self.m_detections.inc(len(detections))
         self.processed += 1
         self._last_frame_time = frame.timestamp
@@ -360,6 +393,7 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def cli(args: argparse.Namespace) -> int:
     """Run ``edgedet camera`` until SIGTERM / SIGINT; config errors raise ``ValueError`` (exit status 1)."""
     config = load_config(getattr(args, "config", None), config_overrides(args))
+    disable_created_metrics()  # process-wide: no *_created series next to the daemon's counters and histograms
     daemon = Daemon(config)
 
     def _on_signal(signum: int, _frame: Any) -> None:

@@ -1,190 +1,54 @@
-"""Counters, gauges and histograms rendered in the Prometheus text exposition format (version 0.0.4).
+"""The camera daemon's Prometheus metrics, on ``prometheus_client``.
 
-A tiny stdlib-only registry (the device needs no ``prometheus_client``). Every metric is thread-safe;
-a counter or gauge may instead read its value from a function at scrape time (``set_function``), so
-components keep plain integer counters and the registry only looks at them.
+Each daemon owns a :class:`Registry` (a ``CollectorRegistry``, not the library's global ``REGISTRY``, so
+several daemons in one process do not collide) that also carries the library's process metrics
+(``process_resident_memory_bytes``, ``process_cpu_seconds_total``, ``process_open_fds``, ... on Linux) and
+``python_info``. Components keep plain integer counters; :class:`CounterFunction` (and the library's
+``Gauge.set_function``) read them at scrape time.
 """
 
 from __future__ import annotations
 
-import math
-import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 
-__all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS", "Counter", "Gauge", "Histogram", "Registry"]
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+try:  # the format generate_latest writes; CONTENT_TYPE_LATEST is text format 1.0.0 since prometheus_client 0.22
+    from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4 as CONTENT_TYPE
+except ImportError:  # older prometheus_client: CONTENT_TYPE_LATEST is still 0.0.4
+    from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
+
+__all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS", "CounterFunction", "Registry"]
+
 # Seconds: 1 ms .. 2.5 s covers a Jetson at 2 ms and a Pi Zero at a second.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
-LabelValues = tuple[str, ...]
 
-
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if math.isnan(value):
-        return "NaN"
-    if float(value).is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    return repr(float(value))
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
-    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)]
-    if extra:
-        parts.append(extra)
-    return "{" + ",".join(parts) + "}" if parts else ""
-
-
-class _Metric:
-    kind = ""
-
-    def __init__(self, name: str, help_text: str, labelnames: Sequence[str] = ()) -> None:
-        self.name = name
-        self.help = help_text
-        self.labelnames = tuple(labelnames)
-        self._lock = threading.Lock()
-
-    def _key(self, labels: dict[str, str]) -> LabelValues:
-        if set(labels) != set(self.labelnames):
-            raise ValueError(f"{self.name}: expected labels {list(self.labelnames)}, got {sorted(labels)}")
-        return tuple(str(labels[n]) for n in self.labelnames)
-
-    def header(self) -> list[str]:
-        return [f"# HELP {self.name} {self.help.replace(chr(10), ' ')}", f"# TYPE {self.name} {self.kind}"]
-
-    def samples(self) -> list[str]:
-        raise NotImplementedError
-
-
-class _Value(_Metric):
-    def __init__(self, name: str, help_text: str, labelnames: Sequence[str] = ()) -> None:
-        super().__init__(name, help_text, labelnames)
-        self._values: dict[LabelValues, float] = {} if labelnames else {(): 0.0}
-        self._function: Callable[[], float] | None = None
-
-    def set_function(self, function: Callable[[], float]) -> None:
-        """Read the (unlabelled) value from ``function`` at each scrape."""
-        self._function = function
-
-    def get(self, **labels: str) -> float:
-        if self._function is not None:
-            return float(self._function())
-        with self._lock:
-            return self._values.get(self._key(labels), 0.0)
-
-    def samples(self) -> list[str]:
-        if self._function is not None:
-            return [f"{self.name} {_number(float(self._function()))}"]
-        with self._lock:
-            items = sorted(self._values.items())
-        return [f"{self.name}{_labels(self.labelnames, key)} {_number(v)}" for key, v in items]
-
-
-class Counter(_Value):
-    """A value that only goes up; name it ``..._total``."""
-
-    kind = "counter"
-
-    def inc(self, amount: float = 1.0, **labels: str) -> None:
-        if amount < 0:
-            raise ValueError(f"{self.name}: a counter cannot decrease")
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
-
-
-class Gauge(_Value):
-    """A value that goes up and down."""
-
-    kind = "gauge"
-
-    def set(self, value: float, **labels: str) -> None:
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = float(value)
-
-
-class Histogram(_Metric):
-    """Cumulative buckets (``le``), ``_sum`` and ``_count`` per label set."""
-
-    kind = "histogram"
-
-    def __init__(
-        self, name: str, help_text: str, labelnames: Sequence[str] = (), buckets: Iterable[float] = LATENCY_BUCKETS
-    ) -> None:
-        super().__init__(name, help_text, labelnames)
-        self.buckets = tuple(sorted(float(b) for b in buckets))
-        if not self.buckets:
-            raise ValueError(f"{name}: a histogram needs at least one bucket")
-        self._data: dict[LabelValues, list[float]] = {}  # per-bucket counts, then +Inf count, then sum
-
-    def observe(self, value: float, **labels: str) -> None:
-        key = self._key(labels)
-        with self._lock:
-            data = self._data.setdefault(key, [0.0] * (len(self.buckets) + 2))
-            for i, upper in enumerate(self.buckets):
-                if value <= upper:
-                    data[i] += 1
-            data[-2] += 1
-            data[-1] += value
-
-    def count(self, **labels: str) -> int:
-        with self._lock:
-            data = self._data.get(self._key(labels))
-        return int(data[-2]) if data else 0
-
-    def samples(self) -> list[str]:
-        with self._lock:
-            items = sorted((k, list(v)) for k, v in self._data.items())
-        lines = []
-        for key, data in items:
-            for i, upper in enumerate(self.buckets):
-                le = f'le="{_number(upper)}"'
-                lines.append(f"{self.name}_bucket{_labels(self.labelnames, key, le)} {_number(data[i])}")
-            inf = 'le="+Inf"'
-            lines.append(f"{self.name}_bucket{_labels(self.labelnames, key, inf)} {_number(data[-2])}")
-            lines.append(f"{self.name}_sum{_labels(self.labelnames, key)} {_number(data[-1])}")
-            lines.append(f"{self.name}_count{_labels(self.labelnames, key)} {_number(data[-2])}")
-        return lines
-
-
-class Registry:
-    """Metrics in registration order; :meth:`render` is the ``/metrics`` body."""
+class Registry(CollectorRegistry):
+    """One daemon's metrics plus process and platform metrics; :meth:`render` is the ``/metrics`` body."""
 
     def __init__(self) -> None:
-        self._metrics: dict[str, _Metric] = {}
-
-    def _add(self, metric: _Metric) -> None:
-        if metric.name in self._metrics:
-            raise ValueError(f"metric {metric.name} registered twice")
-        self._metrics[metric.name] = metric
-
-    def counter(self, name: str, help_text: str, labelnames: Sequence[str] = ()) -> Counter:
-        metric = Counter(name, help_text, labelnames)
-        self._add(metric)
-        return metric
-
-    def gauge(self, name: str, help_text: str, labelnames: Sequence[str] = ()) -> Gauge:
-        metric = Gauge(name, help_text, labelnames)
-        self._add(metric)
-        return metric
-
-    def histogram(
-        self, name: str, help_text: str, labelnames: Sequence[str] = (), buckets: Iterable[float] = LATENCY_BUCKETS
-    ) -> Histogram:
-        metric = Histogram(name, help_text, labelnames, buckets)
-        self._add(metric)
-        return metric
+        super().__init__()
+        ProcessCollector(registry=self)
+        PlatformCollector(registry=self)
 
     def render(self) -> str:
-        lines: list[str] = []
-        for metric in self._metrics.values():
-            lines += metric.header()
-            lines += metric.samples()
-        return "\n".join(lines) + "\n"
+        return generate_latest(self).decode()
+
+
+class CounterFunction(Collector):
+    """An unlabelled counter whose value ``function`` returns at each scrape (name it ``..._total``)."""
+
+    def __init__(
+        self, name: str, documentation: str, function: Callable[[], float], registry: CollectorRegistry
+    ) -> None:
+        self.name, self.documentation, self.function = name, documentation, function
+        registry.register(self)
+
+    def describe(self) -> Iterable[Metric]:  # the names, for the registry's duplicate check
+        return [CounterMetricFamily(self.name, self.documentation)]
+
+    def collect(self) -> Iterable[Metric]:
+        return [CounterMetricFamily(self.name, self.documentation, value=float(self.function()))]
