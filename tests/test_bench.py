@@ -324,3 +324,25 @@ def test_machine_info():
     assert {"cpu", "arch", "cores", "usable_cores", "memory_gb", "os", "python", "packages"} <= set(info)
     assert info["packages"]["numpy"] == np.__version__ and info["usable_cores"] >= 1
     json.dumps(info)
+
+
+def test_the_pareto_plot_names_each_model_once_and_numbers_the_front(tmp_path):
+    from edgedet.edge.bench.pareto_plot import front_legend, model_family, write_pareto_plot
+
+    assert model_family("ssd/last_int8_float_io.tflite") == model_family("ssd/last.onnx") == "ssd/last"
+    assert model_family("slim-320_fp16.tflite") == "slim-320" != model_family("centernet/last_int8.onnx")
+    rows = [
+        {"name": n, "runtime": r, "precision": p, "threads": t, "frame_ms": x, "AP50": y}
+        for n, r, p, t, x, y in [
+            ("ssd/last.onnx", "onnxruntime", "fp32", 1, 1.05, 0.318),
+            ("ssd/last_fp32.tflite", "litert", "fp32", 2, 1.01, 0.318),  # two front points 0.04 ms apart:
+            ("ssd/last_int8_float_io.tflite", "litert", "int8", 2, 1.02, 0.322),  # their labels used to overlap
+            ("centernet/last.onnx", "onnxruntime", "fp32", 1, 1.83, 0.231),
+        ]
+    ]
+    front = pareto_front([(r["frame_ms"], r["AP50"]) for r in rows])
+    legend = front_legend(rows, front)
+    assert [line.split()[0] for line in legend] == ["1", "2"]  # numbered, fastest first
+    assert "ssd/last_fp32.tflite" in legend[0] and "ssd/last_int8_float_io.tflite" in legend[1]
+    assert write_pareto_plot(tmp_path / "p.png", rows) is None
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
