@@ -18,7 +18,6 @@ import tempfile
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-
 from typing import Any
 
 import numpy as np
