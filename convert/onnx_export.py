@@ -24,6 +24,7 @@ from torch import nn
 from edgedet.convert.checkpoint_input import check_input_size, open_checkpoint
 from edgedet.edge.core.model_spec import ModelSpec
 from edgedet.training.box_ops import center_to_corner, decode, peak_map
+from edgedet.training.module_backend import output_names  # re-exported: the exported model's names
 
 __all__ = [
     "INPUT_NAME",
@@ -39,13 +40,6 @@ __all__ = [
 INPUT_NAME = "input"
 METADATA_KEY = "edgedet"
 MIN_OPSET = 13
-
-
-def output_names(spec: ModelSpec, boxes_in_graph: bool = False, peaks: bool = False) -> tuple[str, ...]:
-    """The exported model's output names, in order."""
-    if spec.head == "ssd":
-        return ("scores", "boxes") if boxes_in_graph else ("scores", "locations")
-    return ("peaks" if peaks else "heatmap", "size", "offset")
 
 
 class ExportHead(nn.Module):

@@ -35,11 +35,12 @@ from edgedet.edge.core.box_coder import decode_to_corners
 from edgedet.edge.core.heatmap_decode import peak_map
 from edgedet.edge.core.model_spec import ModelSpec
 from edgedet.edge.datasets.image_files import read_image
-from edgedet.edge.eval.operating_point import greedy_match
+from edgedet.edge.eval.coco_metrics import ImageDetections, ImageTruth
+from edgedet.edge.eval.operating_point import match_detections
 from edgedet.edge.runtime.detector import Detection, Detector
 from edgedet.edge.runtime.progress import progress
 
-__all__ = ["ParityReport", "ParityRow", "check_parity", "is_exact", "match_detections"]
+__all__ = ["ParityReport", "ParityRow", "check_parity", "count_matches", "is_exact"]
 
 ATOL = 1e-4
 BOX_TOL = 1e-3
@@ -143,23 +144,21 @@ def _max_diff(cand: Mapping[str, np.ndarray], want: Mapping[str, np.ndarray], so
     return worst
 
 
-def match_detections(
+def _image_arrays(dets: Sequence[Detection]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(boxes [N, 4], scores [N], class ids [N])`` of one image's detections."""
+    boxes = np.array([d.box for d in dets], dtype=np.float64).reshape(-1, 4)
+    return boxes, np.array([d.score for d in dets], dtype=np.float64), np.array([d.class_id for d in dets], np.int64)
+
+
+def count_matches(
     reference: Sequence[Detection], candidate: Sequence[Detection], iou: float = MATCH_IOU
 ) -> tuple[int, int]:
-    """``(matched, unmatched candidates)``: reference detections (best first) greedily paired with the
-    same-class candidate of highest IoU >= ``iou`` (:func:`edgedet.edge.eval.operating_point.greedy_match`)."""
-    if not reference or not candidate:
-        return 0, len(candidate)
-    matched = int(
-        greedy_match(
-            np.array([d.box for d in reference]),
-            np.array([d.score for d in reference]),
-            np.array([d.class_id for d in reference]),
-            np.array([d.box for d in candidate]),
-            np.array([d.class_id for d in candidate]),
-            iou,
-        ).sum()
-    )
+    """``(matched, unmatched candidates)``: the reference detections (best first) each take the same-class
+    candidate of highest IoU >= ``iou``, by :func:`edgedet.edge.eval.operating_point.match_detections`
+    with the candidates as the ground truth."""
+    cand_boxes, _, cand_labels = _image_arrays(candidate)
+    truth = ImageTruth("candidate", 0, 0, cand_boxes, cand_labels)  # the size plays no part in matching
+    matched = int(match_detections(truth, ImageDetections("reference", *_image_arrays(reference)), iou).sum())
     return matched, len(candidate) - matched
 
 
@@ -244,7 +243,7 @@ def check_parity(
             dets = det.decode(out, t)
             row.images += 1
             row.reference_detections += len(ref_dets)
-            matched, extra = match_detections(ref_dets, dets)
+            matched, extra = count_matches(ref_dets, dets)
             row.matched += matched
             row.extra_detections += extra
             if row.exact:

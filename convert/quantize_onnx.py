@@ -37,6 +37,7 @@ import onnx
 
 from edgedet.convert.calibration import CalibSource, calibration_tensors
 from edgedet.convert.onnx_export import read_metadata_spec, set_metadata_spec
+from edgedet.edge.core.model_spec import ModelSpec
 from edgedet.edge.runtime.progress import progress
 
 __all__ = ["CALIBRATION_METHODS", "quantize_onnx", "stem_nodes", "tail_nodes"]
@@ -139,10 +140,6 @@ def quantize_onnx(
     :func:`stem_nodes` in float; ``exclude_op_types`` and ``exclude_nodes`` (node names) more. The spec
     metadata is carried over (``extra["quantization"] = "int8-qdq"``).
     """
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
     method = method.lower()
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"calibration method {method!r}: expected one of {list(CALIBRATION_METHODS)}")
@@ -151,63 +148,16 @@ def quantize_onnx(
     spec = read_metadata_spec(model, str(onnx_path))
     if spec is None:
         raise ValueError(f"{onnx_path}: no edgedet spec in its metadata; export it with edgedet.convert.onnx_export")
-    input_name = model.graph.input[0].name
-    if isinstance(calib, np.ndarray):
-        inputs = calib[:calib_images]
-        expected = (3, spec.input_height, spec.input_width)
-        if inputs.ndim != 4 or tuple(inputs.shape[1:]) != expected or not len(inputs):
-            want = ", ".join(map(str, expected))
-            raise ValueError(f"calibration inputs: expected [N, {want}], got {list(calib.shape)}")
-    else:
-        inputs = calibration_tensors(replace(spec, layout="nchw"), calib, calib_images, show_progress=show_progress)
-    ort_method = {
-        "minmax": CalibrationMethod.MinMax,
-        "entropy": CalibrationMethod.Entropy,
-        "percentile": CalibrationMethod.Percentile,
-    }[method]
+    inputs = _calibration_inputs(calib, spec, calib_images, show_progress)
     with tempfile.TemporaryDirectory(prefix="edgedet-quant-") as tmp:
         tmp_dir = Path(tmp)
-        named = tmp_dir / "named.onnx"
-        _name_nodes(model)
-        onnx.save(model, named)
-        prepared = tmp_dir / "prepared.onnx"
-        quant_pre_process(str(named), str(prepared), skip_symbolic_shape=True)
-        prepared_model = onnx.load(prepared)
-        exclude = tail_nodes(prepared_model) if keep_tail_float else []
-        exclude += stem_nodes(prepared_model) if keep_stem_float else []
-        exclude += [
-            n.name
-            for n in prepared_model.graph.node
-            if (n.op_type in exclude_op_types or n.name in exclude_nodes) and n.name not in exclude
-        ]
-        calibrator = create_calibrator(
-            prepared,
-            None,
-            augmented_model_path=str(tmp_dir / "augmented.onnx"),
-            calibrate_method=ort_method,
-            extra_options=_CALIBRATOR_OPTIONS[method],
+        prepared = _prepare(model, tmp_dir)
+        exclude = _nodes_to_exclude(
+            onnx.load(prepared), keep_tail_float, keep_stem_float, exclude_op_types, exclude_nodes
         )
-        calibrator.collect_data(_Reader(inputs, input_name, show_progress))
-        cache = tmp_dir / "ranges.json"
-        save_tensors_data(calibrator.compute_data(), cache)
-        del calibrator
-        quantize_static(
-            str(prepared),
-            str(tmp_dir / "quantized.onnx"),
-            None,
-            quant_format=QuantFormat.QDQ,
-            per_channel=per_channel,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=exclude,
-            calibrate_method=ort_method,
-            calibration_cache_path=str(cache),
-            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
-        )
-        quantized = onnx.load(tmp_dir / "quantized.onnx")
-    names = [o.name for o in model.graph.output]
-    if [o.name for o in quantized.graph.output] != names:
-        raise RuntimeError(f"quantisation changed the outputs: {[o.name for o in quantized.graph.output]} vs {names}")
+        ranges = _calibrate(prepared, inputs, model.graph.input[0].name, method, tmp_dir, show_progress)
+        quantized = _quantize(prepared, ranges, method, per_channel, exclude, tmp_dir / "quantized.onnx")
+    _check_outputs(quantized, model)
     set_metadata_spec(quantized, replace(spec, extra={**dict(spec.extra), "quantization": "int8-qdq"}))
     quantized.producer_name = "edgedet"
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -221,3 +171,111 @@ def quantize_onnx(
         len(exclude),
     )
     return out_path
+
+
+def _calibration_inputs(
+    calib: CalibSource | np.ndarray, spec: ModelSpec, calib_images: int, show_progress: bool
+) -> np.ndarray:
+    """Up to ``calib_images`` model inputs ``[N, 3, H, W]``: ``calib`` itself when it is an array (checked
+    against the spec's input size), else images of it through the device pre-processing."""
+    if not isinstance(calib, np.ndarray):
+        return calibration_tensors(replace(spec, layout="nchw"), calib, calib_images, show_progress=show_progress)
+    inputs = calib[:calib_images]
+    expected = (3, spec.input_height, spec.input_width)
+    if inputs.ndim != 4 or tuple(inputs.shape[1:]) != expected or not len(inputs):
+        want = ", ".join(map(str, expected))
+        raise ValueError(f"calibration inputs: expected [N, {want}], got {list(calib.shape)}")
+    return inputs
+
+
+def _prepare(model: onnx.ModelProto, tmp_dir: Path) -> Path:
+    """``model`` with every node named, through ONNX Runtime's pre-processing (shape inference, graph
+    clean-up), saved in ``tmp_dir``; its path."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    named = tmp_dir / "named.onnx"
+    _name_nodes(model)
+    onnx.save(model, named)
+    prepared = tmp_dir / "prepared.onnx"
+    quant_pre_process(str(named), str(prepared), skip_symbolic_shape=True)
+    return prepared
+
+
+def _nodes_to_exclude(
+    prepared: onnx.ModelProto,
+    keep_tail_float: bool,
+    keep_stem_float: bool,
+    exclude_op_types: Sequence[str],
+    exclude_nodes: Sequence[str],
+) -> list[str]:
+    """The nodes left in float: the tail and the stem (when kept float), then the nodes of the excluded
+    op types or names."""
+    exclude = tail_nodes(prepared) if keep_tail_float else []
+    exclude += stem_nodes(prepared) if keep_stem_float else []
+    exclude += [
+        n.name
+        for n in prepared.graph.node
+        if (n.op_type in exclude_op_types or n.name in exclude_nodes) and n.name not in exclude
+    ]
+    return exclude
+
+
+def _ort_method(method: str):
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[method]
+
+
+def _calibrate(
+    prepared: Path, inputs: np.ndarray, input_name: str, method: str, tmp_dir: Path, show_progress: bool
+) -> Path:
+    """Run our calibrator (its histogram settings: :data:`_CALIBRATOR_OPTIONS`) over ``inputs`` on the
+    prepared model; the file of activation ranges ``quantize_static`` then reads."""
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    calibrator = create_calibrator(
+        prepared,
+        None,
+        augmented_model_path=str(tmp_dir / "augmented.onnx"),
+        calibrate_method=_ort_method(method),
+        extra_options=_CALIBRATOR_OPTIONS[method],
+    )
+    calibrator.collect_data(_Reader(inputs, input_name, show_progress))
+    ranges = tmp_dir / "ranges.json"
+    save_tensors_data(calibrator.compute_data(), ranges)
+    del calibrator
+    return ranges
+
+
+def _quantize(
+    prepared: Path, ranges: Path, method: str, per_channel: bool, exclude: Sequence[str], out: Path
+) -> onnx.ModelProto:
+    """QDQ int8 of the prepared model with the calibrated ``ranges``: symmetric int8 weights (per channel
+    when asked), asymmetric uint8 activations, ``exclude`` left float; written to ``out`` and loaded."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    quantize_static(
+        str(prepared),
+        str(out),
+        None,
+        quant_format=QuantFormat.QDQ,
+        per_channel=per_channel,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=list(exclude),
+        calibrate_method=_ort_method(method),
+        calibration_cache_path=str(ranges),
+        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+    )
+    return onnx.load(out)
+
+
+def _check_outputs(quantized: onnx.ModelProto, model: onnx.ModelProto) -> None:
+    """The quantised model must keep the float model's outputs, by name and in order."""
+    names = [o.name for o in model.graph.output]
+    if [o.name for o in quantized.graph.output] != names:
+        raise RuntimeError(f"quantisation changed the outputs: {[o.name for o in quantized.graph.output]} vs {names}")

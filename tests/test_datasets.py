@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import shared_path
+from test_media import write_exif_jpeg
 
 from edgedet.edge.datasets import (
     DataSpec,
@@ -20,6 +21,7 @@ from edgedet.edge.datasets import (
     load_dataset,
     parse_spec,
     read_coco,
+    read_image,
     read_voc,
     read_wider,
     read_yolo,
@@ -244,6 +246,42 @@ def test_image_size_reads_headers_and_rejects_garbage(tmp_path: Path):
         image_size(tmp_path / "bad.jpg")
     with pytest.raises(OSError, match="not found"):
         image_size(tmp_path / "missing.png")
+
+
+def test_tif_images_are_found_by_the_readers(tmp_path: Path):
+    root = tmp_path / "yolo"
+    write_image(root / "images" / "a.tif", 40, 30)
+    write_image(root / "images" / "b.TIFF", 40, 30)
+    (root / "labels").mkdir()
+    (root / "labels" / "a.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    (root / "classes.txt").write_text("cat\n")
+    dataset = read_yolo(root, verify_images=True)
+    assert sorted(s.image_path.name for s in dataset) == ["a.tif", "b.TIFF"] and not len(dataset.report)
+    assert all((s.width, s.height) == (40, 30) and s.load_image().shape == (30, 40, 3) for s in dataset)
+
+
+def test_exif_rotated_image_stays_as_stored_so_boxes_stay_on_their_pixels(tmp_path: Path):
+    """Annotations are in the stored pixel coordinates: the sample's size, its pixels and its boxes all
+    ignore the EXIF orientation, which ``detect`` (``read_image``'s default) applies."""
+    stored = np.zeros((30, 60, 3), np.uint8)
+    stored[0:10, 0:20] = 255  # the labelled object, top-left as stored
+    root = tmp_path / "yolo"
+    (root / "images").mkdir(parents=True)
+    path = write_exif_jpeg(root / "images" / "portrait.jpg", stored)
+    (root / "labels").mkdir()
+    (root / "labels" / "portrait.txt").write_text(f"0 {10 / 60} {5 / 30} {20 / 60} {10 / 30}\n")
+    (root / "classes.txt").write_text("cat\n")
+    for verify in (False, True):
+        (sample,) = read_yolo(root, verify_images=verify)
+        assert (sample.width, sample.height) == (60, 30) and len(sample.boxes) == 1
+        pixels = sample.load_image()
+        assert pixels.shape == (30, 60, 3)
+        x1, y1, x2, y2 = (round(float(v)) for v in sample.boxes[0])
+        assert (x1, y1, x2, y2) == (0, 0, 20, 10)
+        assert pixels[y1:y2, x1:x2].min() > 200 and pixels[y2:, :].max() < 50  # the box covers the object
+    assert image_size(path) == image_size(path, decode=True) == (60, 30)
+    assert read_image(path).shape == (60, 30, 3)  # what detect shows: upright
+    np.testing.assert_array_equal(read_image(path), cv2.rotate(sample.load_image(), cv2.ROTATE_90_CLOCKWISE))
 
 
 # --- YOLO ---------------------------------------------------------------------------------------------

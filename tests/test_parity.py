@@ -9,7 +9,7 @@ import pytest
 from test_export import lively, photos, small_checkpoint, small_spec
 
 from edgedet.convert.onnx_export import export_onnx
-from edgedet.convert.parity import _max_diff, check_parity, match_detections
+from edgedet.convert.parity import _max_diff, check_parity, count_matches
 from edgedet.edge.runtime.detector import Detection
 from edgedet.training.checkpoint import save_checkpoint
 from edgedet.training.model_factory import build_model
@@ -19,14 +19,14 @@ def det(box, score=0.9, cls=0):
     return Detection(tuple(float(v) for v in box), score, cls, "a")
 
 
-def test_match_detections_by_class_and_iou():
+def test_count_matches_by_class_and_iou():
     ref = [det((0, 0, 10, 10)), det((20, 20, 30, 30)), det((50, 50, 60, 60), cls=1)]
     cand = [det((1, 0, 11, 10)), det((50, 50, 60, 60), cls=0), det((100, 100, 110, 110))]
-    assert match_detections(ref, cand) == (1, 2)  # a shifted box matches; the other class does not
-    assert match_detections([], cand) == (0, 3)
-    assert match_detections(ref, []) == (0, 0)
+    assert count_matches(ref, cand) == (1, 2)  # a shifted box matches; the other class does not
+    assert count_matches([], cand) == (0, 3)
+    assert count_matches(ref, []) == (0, 0)
     # one candidate serves one reference only
-    assert match_detections([det((0, 0, 10, 10)), det((0, 0, 10, 10), 0.8)], [det((0, 0, 10, 10))]) == (1, 0)
+    assert count_matches([det((0, 0, 10, 10)), det((0, 0, 10, 10), 0.8)], [det((0, 0, 10, 10))]) == (1, 0)
 
 
 def test_parity_catches_another_models_weights(tmp_path):

@@ -14,9 +14,12 @@ from edgedet.edge.core.model_spec import ModelSpec
 __all__ = ["ModuleBackend", "output_names"]
 
 
-def output_names(spec: ModelSpec) -> tuple[str, ...]:
-    """Names of ``model.predict``'s outputs, as the exported models call them."""
-    return ("scores", "locations") if spec.head == "ssd" else ("heatmap", "size", "offset")
+def output_names(spec: ModelSpec, boxes_in_graph: bool = False, peaks: bool = False) -> tuple[str, ...]:
+    """The output names, in order, of ``model.predict`` (the defaults) and of the exported model
+    (:mod:`edgedet.convert.onnx_export`: SSD ``boxes`` with ``boxes_in_graph``, CenterNet ``peaks``)."""
+    if spec.head == "ssd":
+        return ("scores", "boxes") if boxes_in_graph else ("scores", "locations")
+    return ("peaks" if peaks else "heatmap", "size", "offset")
 
 
 class ModuleBackend:

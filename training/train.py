@@ -17,7 +17,7 @@ import math
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -211,150 +211,76 @@ def train(config: dict[str, Any], resume: str | None = None) -> dict[str, Any]:
         dd.close()
 
 
+@dataclass
+class _Clock:
+    """Wall time since the run began, against the optional time limit (``limit_s`` 0: none)."""
+
+    limit_s: float
+    start: float = field(default_factory=time.monotonic)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def fraction(self) -> float:
+        """Elapsed / limit: how far the wall clock has moved the schedule (0 without a limit)."""
+        return self.elapsed() / self.limit_s if self.limit_s else 0.0
+
+    def expired(self) -> bool:
+        return bool(self.limit_s) and self.elapsed() > self.limit_s
+
+
+@dataclass
+class _Start:
+    """Where the run begins: epoch 0 from scratch, or after the epoch of a resumed checkpoint."""
+
+    epoch: int = 0
+    best_ap50: float = -1.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    checkpoint: dict[str, Any] | None = None  # the resumed checkpoint (optimiser, schedule, scaler)
+
+
+@dataclass
+class _Loop:
+    """What one optimisation step needs: data, model (``net`` wraps it under DDP), optimiser and loss."""
+
+    model: nn.Module
+    net: nn.Module
+    data: DetectionDataset
+    loader: DataLoader
+    sampler: Any
+    generator: torch.Generator
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    use_amp: bool
+    loss_fn: nn.Module
+    head: str
+    parts: tuple[str, ...]  # the loss components after the total, as named in the metrics
+
+
 def _train(config: dict[str, Any], resume: str | None, dd: _Dist, device: torch.device) -> dict[str, Any]:
-    start_time = time.monotonic()
+    clock = _Clock(config["time_limit_minutes"] * 60)
     out = Path(config["out"])
     torch.manual_seed(config["seed"])
-    data_cfg = config["data"]
-    train_set = load_dataset(data_cfg["train"], class_map=data_cfg["class_map"], classes=data_cfg["classes"])
-    if len(train_set) == 0:
-        raise ValueError(f"data.train: {data_cfg['train']} has no usable images ({train_set.report.summary()})")
-    labels = tuple(train_set.classes)
-    val_set = None
-    if data_cfg["val"]:
-        val_set = load_dataset(data_cfg["val"], class_map=data_cfg["class_map"], classes=labels)
-
-    spec = build_spec(config, labels)
-    model = build_model(spec).to(device)
-    start_epoch, best_ap50, history = 0, -1.0, []
-    ckpt: dict[str, Any] | None = None
-    if resume:
-        _, ckpt_spec, ckpt = load_checkpoint(resume, map_location=device)
-        if config["model"]["score_threshold"] == "auto":  # chosen by the run's own evaluations so far
-            spec = replace(spec, score_threshold=ckpt_spec.score_threshold)
-        if ckpt_spec != spec:
-            raise ValueError(f"{resume}: its model spec differs from this config's; resume with the same config")
-        model.load_state_dict(ckpt["model"])
-        start_epoch, best_ap50 = int(ckpt["epoch"]) + 1, float(ckpt.get("best_ap50", -1.0))
-        history = list(ckpt.get("history", []))
-    elif config["model"]["init"]:
-        _, _, init = load_checkpoint(config["model"]["init"])
-        model.load_state_dict(init["model"])
-
-    data, loader, sampler, generator = make_train_loader(
-        config, spec, train_set, dd.world, dd.rank, pin_memory=device.type == "cuda"
-    )
-    net: nn.Module = model
-    if dd.enabled:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    optimizer = make_optimizer(config, model)
-    epochs = config["epochs"]
-    steps_per_epoch = max(1, len(loader))
-    total_steps = epochs * steps_per_epoch
-    warmup = int(config["schedule"]["warmup_epochs"] * steps_per_epoch)
-    time_limit = config["time_limit_minutes"] * 60
-
-    def time_fraction() -> float:
-        return (time.monotonic() - start_time) / time_limit if time_limit else 0.0
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total_steps, warmup, config["schedule"], time_fraction())
-    )
-    use_amp = bool(config["amp"]) and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    if ckpt is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if "scaler" in ckpt:
-            scaler.load_state_dict(ckpt["scaler"])
-    loss_fn = make_loss(config, spec)
-    parts = ("loc", "conf") if spec.head == "ssd" else ("heat", "size", "offset")
-
+    train_set, val_set = _load_data(config["data"])
+    spec = build_spec(config, tuple(train_set.classes))
+    model, spec, start = _build_model(config, spec, resume, device)
+    loop = _build_loop(config, spec, model, train_set, dd, device, clock, start.checkpoint)
     if dd.main:
-        out.mkdir(parents=True, exist_ok=True)
-        log.info(
-            "training %s on %s: %d images, classes %s, device %s, world %d",
-            spec.head,
-            data_cfg["train"],
-            len(train_set),
-            list(labels),
-            device,
-            dd.world,
-        )
-        if len(train_set.report):
-            log.warning("training data: %s", train_set.report.summary())
+        _announce(config, spec, train_set, out, dd, device)
     writer = _tensorboard(out) if dd.main else None
+    best_ap50, history = start.best_ap50, start.history
     metrics: dict[str, Any] = {}
-    epoch = start_epoch - 1
-    stopped_early = False
-    for epoch in range(start_epoch, epochs):
-        data.set_epoch(epoch)
-        generator.manual_seed(config["seed"] * 1000 + epoch)
-        sampler.set_epoch(epoch)
-        net.train()
-        sums = torch.zeros(1 + len(parts), device=device)
-        seen, t0 = 0, time.monotonic()
-        bar = progress(loader, len(loader), f"epoch {epoch + 1}/{epochs}", dd.main)
-        for images, targets in bar:
-            images = images.to(device, non_blocking=True)
-            targets = {k: v.to(device, non_blocking=True) for k, v in targets.items()}
-            autocast = torch.autocast("cuda", dtype=torch.float16) if use_amp else nullcontext()
-            with autocast:
-                losses = step_losses(net(images), targets, spec.head, loss_fn)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(losses[0]).backward()
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(model.parameters(), 10.0)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            sums += torch.stack([x.detach().float() for x in losses]) * len(images)
-            seen += len(images)
-            if dd.main and hasattr(bar, "set_postfix"):
-                bar.set_postfix(loss=f"{losses[0].item():.3f}", lr=f"{optimizer.param_groups[0]['lr']:.4f}")
-            if time_limit and time.monotonic() - start_time > time_limit:
-                stopped_early = True
-                break
-        avg = dd.mean(sums / max(1, seen)).tolist()
-        epoch_time = time.monotonic() - t0
-        metrics = {
-            "epoch": epoch + 1,
-            "lr": optimizer.param_groups[0]["lr"],
-            "loss": avg[0],
-            **{f"loss_{p}": v for p, v in zip(parts, avg[1:], strict=True)},
-            "images_per_s": seen * dd.world / max(epoch_time, 1e-9),
-            "wall_s": time.monotonic() - start_time,
-        }
-        if config["stop_after_epochs"] and epoch + 1 - start_epoch >= config["stop_after_epochs"]:
-            stopped_early = True
-        last = epoch + 1 == epochs or stopped_early
-        if dd.main and val_set is not None and ((epoch + 1) % config["eval"]["every"] == 0 or last):
-            model.eval()
-            result = evaluate_model(model, spec, val_set, score_threshold=config["eval"]["score_threshold"])
-            metrics.update(AP=result["AP"], AP50=result["AP50"])
-            if config["model"]["score_threshold"] == "auto" and result.get("best_f1_threshold") is not None:
-                spec = replace(spec, score_threshold=result["best_f1_threshold"])  # saved with the checkpoints
-                metrics["score_threshold"] = spec.score_threshold
+    epoch = start.epoch - 1
+    for epoch in range(start.epoch, config["epochs"]):
+        metrics, out_of_time = _train_epoch(loop, config, epoch, dd, device, clock)
+        stopped_early = out_of_time or _stop_requested(config, epoch, start.epoch)
+        if dd.main and val_set is not None and _evaluates(config, epoch, stopped_early):
+            spec = _evaluate(config, model, spec, val_set, metrics)
         history.append(metrics)
         if dd.main:
-            log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items() if k != "epoch"))
-            _append_csv(out / "metrics.csv", metrics)
-            if writer is not None:
-                for k, v in metrics.items():
-                    writer.add_scalar(k, v, epoch + 1)
-            state = {
-                "config": config,
-                "epoch": epoch,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "history": history,
-            }
-            if metrics.get("AP50", -1.0) > best_ap50:
-                best_ap50 = float(metrics["AP50"])
-                save_checkpoint(out / "best.pt", model, spec, best_ap50=best_ap50, **state)
-            save_checkpoint(out / "last.pt", model, spec, best_ap50=best_ap50, **state)
+            _record_epoch(out, writer, epoch, metrics)
+            best_ap50 = _save_checkpoints(out, config, loop, spec, epoch, history, best_ap50, metrics)
         dd.barrier()
         if stopped_early:
             if dd.main:
@@ -368,8 +294,228 @@ def _train(config: dict[str, Any], resume: str | None, dd: _Dist, device: torch.
         "best": str(out / "best.pt") if best_ap50 >= 0 else None,
         "metrics": metrics,
         "epochs_run": epoch + 1,
-        "wall_s": time.monotonic() - start_time,
+        "wall_s": clock.elapsed(),
     }
+
+
+def _load_data(data_cfg: dict[str, Any]) -> tuple[Dataset, Dataset | None]:
+    """The training set (an error when it has no usable image) and the validation set, if any."""
+    train_set = load_dataset(data_cfg["train"], class_map=data_cfg["class_map"], classes=data_cfg["classes"])
+    if len(train_set) == 0:
+        raise ValueError(f"data.train: {data_cfg['train']} has no usable images ({train_set.report.summary()})")
+    val_set = None
+    if data_cfg["val"]:
+        val_set = load_dataset(data_cfg["val"], class_map=data_cfg["class_map"], classes=tuple(train_set.classes))
+    return train_set, val_set
+
+
+def _build_model(
+    config: dict[str, Any], spec: ModelSpec, resume: str | None, device: torch.device
+) -> tuple[nn.Module, ModelSpec, _Start]:
+    """The model on ``device``: the ``resume`` checkpoint's weights and progress, or ``model.init``'s
+    weights, or a fresh initialisation. A resumed run keeps the score threshold it chose so far."""
+    model = build_model(spec).to(device)
+    if resume:
+        _, ckpt_spec, ckpt = load_checkpoint(resume, map_location=device)
+        if config["model"]["score_threshold"] == "auto":  # chosen by the run's own evaluations so far
+            spec = replace(spec, score_threshold=ckpt_spec.score_threshold)
+        if ckpt_spec != spec:
+            raise ValueError(f"{resume}: its model spec differs from this config's; resume with the same config")
+        model.load_state_dict(ckpt["model"])
+        start = _Start(int(ckpt["epoch"]) + 1, float(ckpt.get("best_ap50", -1.0)), list(ckpt.get("history", [])), ckpt)
+        return model, spec, start
+    if config["model"]["init"]:
+        _, _, init = load_checkpoint(config["model"]["init"])
+        model.load_state_dict(init["model"])
+    return model, spec, _Start()
+
+
+def _build_loop(
+    config: dict[str, Any],
+    spec: ModelSpec,
+    model: nn.Module,
+    train_set: Dataset,
+    dd: _Dist,
+    device: torch.device,
+    clock: _Clock,
+    checkpoint: dict[str, Any] | None,
+) -> _Loop:
+    """Loader, DDP wrapper, optimiser, schedule, AMP scaler and loss; a resumed ``checkpoint``'s optimiser,
+    schedule and scaler state restored."""
+    data, loader, sampler, generator = make_train_loader(
+        config, spec, train_set, dd.world, dd.rank, pin_memory=device.type == "cuda"
+    )
+    net: nn.Module = model
+    if dd.enabled:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = make_optimizer(config, model)
+    scheduler = _make_scheduler(config, optimizer, max(1, len(loader)), clock)
+    use_amp = bool(config["amp"]) and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    if checkpoint is not None:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        if "scaler" in checkpoint:
+            scaler.load_state_dict(checkpoint["scaler"])
+    parts = ("loc", "conf") if spec.head == "ssd" else ("heat", "size", "offset")
+    return _Loop(
+        model=model,
+        net=net,
+        data=data,
+        loader=loader,
+        sampler=sampler,
+        generator=generator,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        use_amp=use_amp,
+        loss_fn=make_loss(config, spec),
+        head=spec.head,
+        parts=parts,
+    )
+
+
+def _make_scheduler(
+    config: dict[str, Any], optimizer: torch.optim.Optimizer, steps_per_epoch: int, clock: _Clock
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """:func:`lr_factor` per step over ``epochs`` epochs, moved on by the wall clock under a time limit."""
+    total_steps = config["epochs"] * steps_per_epoch
+    warmup = int(config["schedule"]["warmup_epochs"] * steps_per_epoch)
+    # a plain lambda: LambdaLR saves the state of callable objects in its state dict, not of functions
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total_steps, warmup, config["schedule"], clock.fraction())
+    )
+
+
+def _announce(
+    config: dict[str, Any], spec: ModelSpec, train_set: Dataset, out: Path, dd: _Dist, device: torch.device
+) -> None:
+    """Rank 0: create the run folder and log what is being trained on what."""
+    out.mkdir(parents=True, exist_ok=True)
+    log.info(
+        "training %s on %s: %d images, classes %s, device %s, world %d",
+        spec.head,
+        config["data"]["train"],
+        len(train_set),
+        list(spec.labels),
+        device,
+        dd.world,
+    )
+    if len(train_set.report):
+        log.warning("training data: %s", train_set.report.summary())
+
+
+def _train_epoch(
+    loop: _Loop, config: dict[str, Any], epoch: int, dd: _Dist, device: torch.device, clock: _Clock
+) -> tuple[dict[str, Any], bool]:
+    """One pass over the training data (cut short when the time limit passes): the epoch's metrics
+    (losses averaged over ranks) and whether the time limit ended it."""
+    loop.data.set_epoch(epoch)
+    loop.generator.manual_seed(config["seed"] * 1000 + epoch)  # the data order: a function of seed and epoch
+    loop.sampler.set_epoch(epoch)
+    loop.net.train()
+    sums = torch.zeros(1 + len(loop.parts), device=device)
+    seen, t0 = 0, time.monotonic()
+    out_of_time = False
+    bar = progress(loop.loader, len(loop.loader), f"epoch {epoch + 1}/{config['epochs']}", dd.main)
+    for images, targets in bar:
+        images = images.to(device, non_blocking=True)
+        targets = {k: v.to(device, non_blocking=True) for k, v in targets.items()}
+        losses = _step(loop, images, targets)
+        sums += torch.stack([x.detach().float() for x in losses]) * len(images)
+        seen += len(images)
+        if dd.main and hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{losses[0].item():.3f}", lr=f"{loop.optimizer.param_groups[0]['lr']:.4f}")
+        if clock.expired():
+            out_of_time = True
+            break
+    avg = dd.mean(sums / max(1, seen)).tolist()
+    epoch_time = time.monotonic() - t0
+    metrics = {
+        "epoch": epoch + 1,
+        "lr": loop.optimizer.param_groups[0]["lr"],
+        "loss": avg[0],
+        **{f"loss_{p}": v for p, v in zip(loop.parts, avg[1:], strict=True)},
+        "images_per_s": seen * dd.world / max(epoch_time, 1e-9),
+        "wall_s": clock.elapsed(),
+    }
+    return metrics, out_of_time
+
+
+def _step(loop: _Loop, images: torch.Tensor, targets: dict[str, torch.Tensor]):
+    """One optimisation step on a batch (AMP on CUDA when asked, gradients clipped at norm 10); its losses."""
+    autocast = torch.autocast("cuda", dtype=torch.float16) if loop.use_amp else nullcontext()
+    with autocast:
+        losses = step_losses(loop.net(images), targets, loop.head, loop.loss_fn)
+    loop.optimizer.zero_grad(set_to_none=True)
+    loop.scaler.scale(losses[0]).backward()
+    loop.scaler.unscale_(loop.optimizer)
+    nn.utils.clip_grad_norm_(loop.model.parameters(), 10.0)
+    loop.scaler.step(loop.optimizer)
+    loop.scaler.update()
+    loop.scheduler.step()
+    return losses
+
+
+def _stop_requested(config: dict[str, Any], epoch: int, start_epoch: int) -> bool:
+    """Whether ``stop_after_epochs`` epochs of this process have run."""
+    return bool(config["stop_after_epochs"]) and epoch + 1 - start_epoch >= config["stop_after_epochs"]
+
+
+def _evaluates(config: dict[str, Any], epoch: int, stopping: bool) -> bool:
+    """Validation runs every ``eval.every`` epochs and after the last one (the final or a stopping epoch)."""
+    last = epoch + 1 == config["epochs"] or stopping
+    return (epoch + 1) % config["eval"]["every"] == 0 or last
+
+
+def _evaluate(
+    config: dict[str, Any], model: nn.Module, spec: ModelSpec, val_set: Dataset, metrics: dict[str, Any]
+) -> ModelSpec:
+    """AP and AP50 on the validation set into ``metrics``; the spec, with ``score_threshold: auto`` set to
+    this evaluation's best-F1 threshold (saved with the checkpoints)."""
+    model.eval()
+    result = evaluate_model(model, spec, val_set, score_threshold=config["eval"]["score_threshold"])
+    metrics.update(AP=result["AP"], AP50=result["AP50"])
+    if config["model"]["score_threshold"] == "auto" and result.get("best_f1_threshold") is not None:
+        spec = replace(spec, score_threshold=result["best_f1_threshold"])
+        metrics["score_threshold"] = spec.score_threshold
+    return spec
+
+
+def _record_epoch(out: Path, writer: Any, epoch: int, metrics: dict[str, Any]) -> None:
+    """Rank 0: the epoch's metrics to the log, ``metrics.csv`` and TensorBoard (when installed)."""
+    log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items() if k != "epoch"))
+    _append_csv(out / "metrics.csv", metrics)
+    if writer is not None:
+        for k, v in metrics.items():
+            writer.add_scalar(k, v, epoch + 1)
+
+
+def _save_checkpoints(
+    out: Path,
+    config: dict[str, Any],
+    loop: _Loop,
+    spec: ModelSpec,
+    epoch: int,
+    history: list[dict[str, Any]],
+    best_ap50: float,
+    metrics: dict[str, Any],
+) -> float:
+    """Rank 0: ``best.pt`` on a new best AP50, ``last.pt`` always, with everything ``--resume`` needs;
+    returns the best AP50 so far."""
+    state = {
+        "config": config,
+        "epoch": epoch,
+        "optimizer": loop.optimizer.state_dict(),
+        "scheduler": loop.scheduler.state_dict(),
+        "scaler": loop.scaler.state_dict(),
+        "history": history,
+    }
+    if metrics.get("AP50", -1.0) > best_ap50:
+        best_ap50 = float(metrics["AP50"])
+        save_checkpoint(out / "best.pt", loop.model, spec, best_ap50=best_ap50, **state)
+    save_checkpoint(out / "last.pt", loop.model, spec, best_ap50=best_ap50, **state)
+    return best_ap50
 
 
 def _single_threaded_worker(_: int) -> None:

@@ -33,11 +33,13 @@ from edgedet.edge.core.model_spec import ModelSpec
 from edgedet.edge.datasets.sample import Dataset
 from edgedet.edge.eval.evaluate import EVAL_SCORE_THRESHOLD, evaluate_detector
 from edgedet.edge.runtime.backends import SUFFIXES, default_threads
+from edgedet.edge.runtime.backends.base import failure_reason
 from edgedet.edge.runtime.detector import Detector
 
 __all__ = ["MIN_RUNS", "cli", "default_thread_counts", "parse_threads", "run_bench", "short_names"]
 
 MIN_RUNS = 50
+_REASON_LIMIT = 400  # characters of an exception's message kept in the report
 MAX_FRAMES = 16  # real frames cycled through by the timing loops
 GENERATED_FRAME_SIZE = (640, 480)  # a camera-sized frame when no --data is given
 
@@ -180,8 +182,9 @@ def _bench_model(
                 f"frame {row['frame_ms']:.2f} ms (medians)"
             )
         except Exception as exc:  # one bad file must not lose the others' results
-            errors.append({"name": name, "model": str(path), "stage": f"timing, {t} thread(s)", "error": _reason(exc)})
-            progress.finish(f"{name} {t}t: FAILED {_reason(exc)}")
+            reason = failure_reason(exc, limit=_REASON_LIMIT)
+            errors.append({"name": name, "model": str(path), "stage": f"timing, {t} thread(s)", "error": reason})
+            progress.finish(f"{name} {t}t: FAILED {reason}")
     if dataset is not None and detector is not None and rows:
         progress.start(f"{name} · AP on {len(dataset)} images")
         try:
@@ -192,14 +195,10 @@ def _bench_model(
                 row["AP50"], row["AP"] = float(metrics["AP50"]), float(metrics["AP"])
             progress.finish(f"{name}: AP50 {metrics['AP50']:.3f}, AP {metrics['AP']:.3f}")
         except Exception as exc:
-            errors.append({"name": name, "model": str(path), "stage": "accuracy", "error": _reason(exc)})
-            progress.finish(f"{name}: accuracy FAILED {_reason(exc)}")
+            reason = failure_reason(exc, limit=_REASON_LIMIT)
+            errors.append({"name": name, "model": str(path), "stage": "accuracy", "error": reason})
+            progress.finish(f"{name}: accuracy FAILED {reason}")
     return rows, errors
-
-
-def _reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:400]}" if text else type(exc).__name__
 
 
 def _summary(rows: Sequence[dict[str, Any]], n_models: int, threads: Sequence[int], errors: Sequence[Any]) -> str:

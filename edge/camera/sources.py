@@ -30,6 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 import cv2
 import numpy as np
 
+from edgedet.edge.runtime.backends.base import failure_reason
 from edgedet.edge.runtime.media import IMAGE_SUFFIXES, list_images, read_image
 
 __all__ = [
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 TIMEOUT_MS = 10_000  # FFmpeg open / read timeout for network streams
+_REASON_LIMIT = 200  # characters of an OpenCV error kept in a SourceError
 
 
 class SourceEnded(Exception):
@@ -112,10 +114,6 @@ def gstreamer_available() -> bool:
     return False
 
 
-def _reason(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200] or type(exc).__name__
-
-
 class _CvSource:
     """A ``cv2.VideoCapture`` on a camera, pipeline or stream: every failure is a :class:`SourceError`."""
 
@@ -134,7 +132,9 @@ class _CvSource:
         try:
             ok, frame = self._cap.read()
         except cv2.error as exc:
-            raise SourceError(f"{redact(self.source)}: {self.what} read failed ({_reason(exc)})") from exc
+            raise SourceError(
+                f"{redact(self.source)}: {self.what} read failed ({failure_reason(exc, limit=_REASON_LIMIT)})"
+            ) from exc
         if not ok or frame is None:
             raise SourceError(f"{redact(self.source)}: {self.what} gave no frame (unplugged, or the stream ended)")
         return frame, None
@@ -214,7 +214,7 @@ class VideoFileSource:
         try:
             ok, frame = self._cap.read()
         except cv2.error as exc:
-            raise SourceError(f"{self.path}: video read failed ({_reason(exc)})") from exc
+            raise SourceError(f"{self.path}: video read failed ({failure_reason(exc, limit=_REASON_LIMIT)})") from exc
         if not ok or frame is None:
             self._check_file()
             if self._position == 0:

@@ -1,4 +1,20 @@
-"""Image files: decoding, the pixel size from the file header, and case-insensitive look-up by stem.
+"""Image files: the one image decoder, the suffixes counted as images, the pixel size from the file
+header, and case-insensitive look-up by stem.
+
+:func:`read_image` is the decoder every part of edgedet uses (``detect``, the camera daemon, the
+benchmarks, the dataset readers, calibration). It opens regular files only (a FIFO, device or folder
+named ``x.jpg`` is refused at once, never waited on) and raises :class:`ImageReadError` naming the file
+for anything it cannot decode.
+
+**EXIF orientation.** A phone photo is often stored sideways with an EXIF tag saying how to turn it
+upright. :func:`read_image` applies that tag by default (``exif_orientation=True``): what ``detect``,
+the camera daemon and the benchmarks see is the picture as any viewer shows it. The dataset path does
+not: annotations (VOC, COCO, YOLO, WIDER) are in the stored pixel coordinates of the file as labelled,
+and a sample's ``width`` / ``height`` come from the file header (:func:`image_size`), which is the stored
+size as well. :meth:`edgedet.edge.datasets.sample.Sample.load_image` and ``image_size(decode=True)``
+therefore read with ``exif_orientation=False``, so the pixels, the size and the boxes of a sample always
+agree; applying the tag there would swap width and height of a 90-degree-rotated image and misplace
+every box.
 
 ``image_size`` reads only the first bytes of PNG, JPEG, BMP, GIF and WebP files (falling back to a full
 decode for anything else), so readers can size thousands of images without decoding them.
@@ -6,50 +22,127 @@ decode for anything else), so readers can size thousands of images without decod
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageIndex", "image_size", "read_image"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "IMAGE_SUFFIXES",
+    "ImageIndex",
+    "ImageReadError",
+    "image_size",
+    "list_images",
+    "read_image",
+]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+# The file suffixes (lower case) taken for images everywhere: folders given to ``detect``, the camera
+# daemon and the benchmarks, dataset image look-up, calibration folders.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+IMAGE_EXTENSIONS = IMAGE_SUFFIXES  # the older name of the same tuple
 
-# Colour BGR in the stored pixel layout (EXIF rotation ignored), so the decoded size always equals
-# the size in the file header and in the annotations.
-_IMREAD_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+# A FIFO opens at once with O_NONBLOCK (no writer needed), so it can be refused instead of waited on;
+# a regular file reads the same either way.
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image file as ``HxWx3`` uint8 BGR, or raise ``OSError`` naming the file and why."""
+class ImageReadError(ValueError, OSError):
+    """An image file that cannot be read or decoded; the message names the file and the reason.
+
+    A ``ValueError`` (what ``detect`` and the camera sources catch) and an ``OSError`` (what the dataset
+    readers, evaluation and calibration catch), so every caller reports and skips the one file.
+    """
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def _open_image_file(path: Path) -> BinaryIO:
+    """``path`` opened for binary reading; :class:`ImageReadError` at once when it is not a regular file.
+
+    The file is opened first and then checked (``fstat``), so it cannot be swapped between the check
+    and the read. Other ``OSError`` (missing, no permission) propagate unchanged.
+    """
+    fd = os.open(path, _OPEN_FLAGS)
     try:
-        data = np.fromfile(str(path), dtype=np.uint8)
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ImageReadError(f"{path}: not a regular file ({_file_kind(mode)})")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_image(path: str | os.PathLike[str], *, exif_orientation: bool = True) -> np.ndarray:
+    """Decode an image file to ``HxWx3`` uint8 BGR, or raise :class:`ImageReadError` naming the file and why.
+
+    ``exif_orientation``: turn the image upright as its EXIF orientation tag says (the default; what a
+    viewer shows). ``False`` keeps the stored pixel layout, whose size is the one in the file header and
+    in dataset annotations (see the module docstring).
+    """
+    path = Path(path)
+    try:
+        with _open_image_file(path) as f:
+            data = np.frombuffer(f.read(), dtype=np.uint8)
+    except ImageReadError:
+        raise
     except OSError as exc:
-        raise OSError(f"{path}: cannot read image file ({exc.strerror or exc})") from exc
-    image = cv2.imdecode(data, _IMREAD_FLAGS) if data.size else None
-    if image is None:
-        raise OSError(f"{path}: not a decodable image" + ("" if data.size else " (empty file)"))
+        raise ImageReadError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if data.size == 0:
+        raise ImageReadError(f"{path}: empty file")
+    flags = cv2.IMREAD_COLOR if exif_orientation else cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    try:
+        image = cv2.imdecode(data, flags)
+    except cv2.error as exc:
+        raise ImageReadError(f"{path}: not a decodable image ({' '.join(str(exc).split())[:200]})") from exc
+    if image is None or image.size == 0:
+        raise ImageReadError(f"{path}: not a decodable image (corrupt or unsupported format)")
     return image
 
 
-def image_size(path: str | Path, *, decode: bool = False) -> tuple[int, int]:
-    """``(width, height)`` of an image file, from its header unless ``decode`` (then fully decoded).
+def list_images(folder: str | os.PathLike[str]) -> list[Path]:
+    """Image files (:data:`IMAGE_SUFFIXES`, any case) directly inside ``folder``, sorted by name.
 
-    Raises ``OSError`` naming the file when it is missing, empty or not an image.
+    Only regular files: a FIFO or folder with an image suffix is left out."""
+    folder = Path(folder)
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def image_size(path: str | Path, *, decode: bool = False) -> tuple[int, int]:
+    """``(width, height)`` of an image file as stored (EXIF orientation not applied), from its header
+    unless ``decode`` (then fully decoded).
+
+    Raises ``OSError`` naming the file when it is missing, empty, not a regular file or not an image.
     """
     if not decode:
         try:
-            with open(path, "rb") as f:
+            with _open_image_file(Path(path)) as f:
                 size = _header_size(f)
         except FileNotFoundError as exc:
             raise OSError(f"{path}: image file not found") from exc
+        except ImageReadError:  # not a regular file: no decode could do better
+            raise
         except (struct.error, ValueError):
             size = None
         if size is not None and size[0] > 0 and size[1] > 0:
             return size
-    height, width = read_image(path).shape[:2]
+    height, width = read_image(path, exif_orientation=False).shape[:2]
     return width, height
 
 
@@ -107,7 +200,7 @@ def _jpeg_size(f) -> tuple[int, int] | None:
 class ImageIndex:
     """The image files of one folder, found by name or stem regardless of letter case."""
 
-    def __init__(self, folder: str | Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> None:
+    def __init__(self, folder: str | Path, extensions: tuple[str, ...] = IMAGE_SUFFIXES) -> None:
         self.folder = Path(folder)
         self._by_name: dict[str, Path] = {}
         self._by_stem: dict[str, Path] = {}

@@ -46,8 +46,10 @@ class Sample:
         object.__setattr__(self, "height", int(self.height))
 
     def load_image(self) -> np.ndarray:
-        """The image as ``HxWx3`` uint8 BGR (``OSError`` if it cannot be read)."""
-        return read_image(self.image_path)
+        """The image as ``HxWx3`` uint8 BGR in its stored pixel layout, ``height x width`` like the boxes
+        (EXIF orientation not applied: see :mod:`edgedet.edge.datasets.image_files`); ``OSError`` (an
+        :class:`~edgedet.edge.datasets.image_files.ImageReadError`) if it cannot be read."""
+        return read_image(self.image_path, exif_orientation=False)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edgedet.edge.datasets.builder import SampleBuilder
 from edgedet.edge.datasets.class_names import ClassMapper
-from edgedet.edge.datasets.image_files import IMAGE_EXTENSIONS
+from edgedet.edge.datasets.image_files import IMAGE_SUFFIXES
 from edgedet.edge.datasets.report import IGNORED_BOX, INVALID_BOX, MALFORMED_FILE, LoadReport
 from edgedet.edge.datasets.sample import Dataset
 
@@ -26,7 +26,7 @@ _INVALID_FIELD = 7
 
 
 def _is_image_line(line: str) -> bool:
-    return line.strip().lower().endswith(IMAGE_EXTENSIONS)
+    return line.strip().lower().endswith(IMAGE_SUFFIXES)
 
 
 def _parse_records(path: Path, lines: list[str], report: LoadReport) -> list[tuple[int, str, list[tuple[int, str]]]]:

@@ -16,7 +16,7 @@ import yaml
 
 from edgedet.edge.datasets.builder import SampleBuilder
 from edgedet.edge.datasets.class_names import ClassMapper
-from edgedet.edge.datasets.image_files import IMAGE_EXTENSIONS
+from edgedet.edge.datasets.image_files import IMAGE_SUFFIXES
 from edgedet.edge.datasets.report import MALFORMED_FILE, MISSING_IMAGE, UNKNOWN_CLASS, LoadReport
 from edgedet.edge.datasets.sample import Dataset
 
@@ -69,7 +69,7 @@ def label_path_for(image: Path) -> Path:
 
 
 def _images_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def _list_file(path: Path, root: Path) -> list[Path]:

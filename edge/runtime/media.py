@@ -3,6 +3,11 @@
 :func:`iter_media` yields one :class:`MediaItem` per image or video frame. A source that cannot be read
 (missing path, corrupt image, undecodable video, unsupported type) yields an item with ``error`` set
 and no frame, so one bad file is reported and the run goes on.
+
+Images are decoded by :func:`edgedet.edge.datasets.image_files.read_image` (EXIF orientation applied, so
+a phone photo is upright; regular files only), and a folder's images are
+:data:`edgedet.edge.datasets.image_files.IMAGE_SUFFIXES`, the same suffixes the dataset readers take;
+``IMAGE_SUFFIXES``, ``list_images`` and ``read_image`` are re-exported here.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgedet.edge.datasets.image_files import IMAGE_SUFFIXES, list_images, read_image
+
 __all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "MediaItem", "iter_media", "iter_video", "list_images", "read_image"]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 
 
@@ -37,30 +43,6 @@ class MediaItem:
     @property
     def ok(self) -> bool:
         return self.error is None
-
-
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Decode an image file to BGR uint8, or raise a ``ValueError`` naming the file and the reason."""
-    path = Path(path)
-    try:
-        data = np.fromfile(path, dtype=np.uint8)  # imdecode: no trouble with non-ASCII paths
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    if data.size == 0:
-        raise ValueError(f"{path}: empty file")
-    try:
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    except cv2.error as exc:
-        raise ValueError(f"{path}: not a decodable image ({' '.join(str(exc).split())[:200]})") from exc
-    if image is None or image.size == 0:
-        raise ValueError(f"{path}: not a decodable image (corrupt or unsupported format)")
-    return image
-
-
-def list_images(folder: str | os.PathLike[str]) -> list[Path]:
-    """Image files directly inside ``folder`` (any-case extension), sorted by name."""
-    folder = Path(folder)
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def iter_video(path: str | os.PathLike[str]) -> Iterator[tuple[int, np.ndarray]]:
