@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedet.edge.core.model_spec import ModelSpec
-from edgedet.edge.datasets.image_files import IMAGE_EXTENSIONS, read_image
+from edgedet.edge.datasets.image_files import IMAGE_SUFFIXES, read_image
 from edgedet.edge.datasets.sample import Dataset
 from edgedet.edge.runtime.preprocess import Preprocessor
 from edgedet.edge.runtime.progress import progress
@@ -29,7 +29,7 @@ CalibSource = str | os.PathLike[str] | Dataset | Sequence[str | os.PathLike[str]
 
 
 def _folder_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def _source_images(calib: CalibSource) -> list[Path]:
@@ -48,10 +48,10 @@ def _source_images(calib: CalibSource) -> list[Path]:
             images = _folder_images(path)
             if not images:
                 raise ValueError(
-                    f"calibration folder {path} has no images ({', '.join(IMAGE_EXTENSIONS)}, searched recursively)"
+                    f"calibration folder {path} has no images ({', '.join(IMAGE_SUFFIXES)}, searched recursively)"
                 ) from None
             return images
-    if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
         return [path]
     from edgedet.edge.datasets.spec import load_dataset
 

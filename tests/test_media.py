@@ -68,7 +68,7 @@ def test_read_image_raises_value_error(tmp_path):
 
 def test_one_reader_and_one_suffix_list_for_detect_and_the_datasets():
     assert media.read_image is image_files.read_image and media.list_images is image_files.list_images
-    assert media.IMAGE_SUFFIXES is image_files.IMAGE_SUFFIXES is image_files.IMAGE_EXTENSIONS
+    assert media.IMAGE_SUFFIXES is image_files.IMAGE_SUFFIXES
 
 
 def test_tif_images_are_listed_and_read_by_detect_and_the_camera(tmp_path):

@@ -32,7 +32,6 @@ import cv2
 import numpy as np
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
     "IMAGE_SUFFIXES",
     "ImageIndex",
     "ImageReadError",
@@ -44,7 +43,6 @@ __all__ = [
 # The file suffixes (lower case) taken for images everywhere: folders given to ``detect``, the camera
 # daemon and the benchmarks, dataset image look-up, calibration folders.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
-IMAGE_EXTENSIONS = IMAGE_SUFFIXES  # the older name of the same tuple
 
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 # A FIFO opens at once with O_NONBLOCK (no writer needed), so it can be refused instead of waited on;
