@@ -1,5 +1,6 @@
-"""edgedet bench decode / frame / compare: the plain UltraFace post-processing gives exactly our decoder's detections on real
-UltraFace outputs, and both benchmarks run end to end (not timed: the figures only have to be there).
+"""edgedet bench decode / frame / compare: the plain UltraFace post-processing gives exactly our decoder's
+detections on real UltraFace outputs, and the benchmarks run end to end (not timed: the figures only
+have to be there).
 Also the runtime's fast paths that the benchmarks time give exactly what the plain computations give:
 integer input tensors made directly, float32 dequantisation, one-class NMS."""
 
@@ -245,4 +246,5 @@ def test_paired_compare_of_two_runtimes_on_the_published_model(capsys):
     assert main(["bench", *argv, "--json"]) == 0
     out = capsys.readouterr().out
     assert "2 interleaved rounds" in out and "x base, faster in" in out
-    assert main(["bench", "compare", "--base", str(onnx_model.with_name("missing.onnx")), "--models", str(tflite_model)]) == 1
+    missing = str(onnx_model.with_name("missing.onnx"))
+    assert main(["bench", "compare", "--base", missing, "--models", str(tflite_model)]) == 1

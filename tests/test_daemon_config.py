@@ -123,3 +123,68 @@ def test_file_errors(tmp_path):
 def test_http_and_mqtt_can_be_switched_off(tmp_path):
     cfg = load_config(write(tmp_path, {"model": "m", "source": 0, "http": False, "mqtt": None}))
     assert not cfg.http.enabled and cfg.mqtt is None
+
+
+@pytest.mark.parametrize("key", ["model", "source"])
+def test_null_model_or_source_names_the_key(tmp_path, key):
+    data = {"model": "m.onnx", "source": 0, key: None}
+    path = write(tmp_path, data)
+    with pytest.raises(ValueError, match=rf"camera\.yaml: {key}: expected a non-empty string, got null"):
+        load_config(path)
+
+
+def test_unknown_keys_are_rejected_with_their_path(tmp_path):
+    path = write(tmp_path, {"model": "m", "source": 0, "mqtt": {"host": "b", "qos_level": 1}})
+    with pytest.raises(ValueError, match=r"camera\.yaml: mqtt\.qos_level: unknown key \(known here: host, port, "):
+        load_config(path)
+
+
+def test_bounds_errors_name_the_key(tmp_path):
+    with pytest.raises(ValueError, match=r"camera\.yaml: http\.stream_fps: expected a number > 0 and <= 60, got 0"):
+        load_config(write(tmp_path, {"model": "m", "source": 0, "http": {"stream_fps": 0}}))
+    with pytest.raises(ValueError, match=r"stall_timeout_s: expected a number >= 1 and <= 86400, got 0\.5"):
+        load_config(write(tmp_path, {"model": "m", "source": 0, "stall_timeout_s": 0.5}))
+
+
+def test_dotted_overrides_go_through_the_same_model(tmp_path):
+    from edgedet.edge.runtime.settings import load
+
+    path = write(tmp_path, {"model": "m", "source": 0, "http": False})
+    cfg = load_config(path, {"http.port": 9000, "mqtt.host": "broker", "reconnect.max_s": 5})
+    assert cfg.http.enabled and cfg.http.port == 9000  # an override under `http: false` makes a section again
+    assert cfg.mqtt is not None and cfg.mqtt.client_id == "edgedet-camera" and cfg.reconnect.max_s == 5.0
+    cfg = load(DaemonConfig, path, ["http.enabled=true", "http.port=9001", "events.path=ev.jsonl"])
+    assert cfg.http.port == 9001 and cfg.events.path == "ev.jsonl"
+    with pytest.raises(ValueError, match=r"^override http\.port=70000: http\.port: expected an integer in 0\.\.65535"):
+        load_config(path, {"http.port": 70000})
+    with pytest.raises(ValueError, match=r"^override 'http\.port=x': http\.port: expected an integer"):
+        load(DaemonConfig, path, ["http.port=x"])
+
+
+def test_quoted_numbers_are_read_as_numbers_but_yes_is_no_boolean(tmp_path):
+    cfg = load_config(write(tmp_path, {"model": "m", "source": 0, "threads": "2", "max_fps": "2.5"}))
+    assert (cfg.threads, cfg.max_fps) == (2, 2.5)
+    with pytest.raises(ValueError, match=r"threads: expected an integer in 1\.\.256 \(or null\), got true"):
+        load_config(write(tmp_path, {"model": "m", "source": 0, "threads": True}))
+
+
+def test_non_utf8_config_file_is_named(tmp_path):
+    path = tmp_path / "camera.yaml"
+    path.write_bytes(b"model: m\xe9.onnx\nsource: 0\n")
+    with pytest.raises(ValueError, match=r"camera\.yaml: not a UTF-8 text file"):
+        load_config(path)
+
+
+def test_configs_are_immutable(tmp_path):
+    cfg = load_config(None, {"model": "m", "source": 0})
+    with pytest.raises(ValueError, match="frozen"):
+        cfg.http.port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("name", ["config-rpi.yaml", "config-jetson.yaml"])
+def test_deploy_configs_load(tmp_path, name):
+    (tmp_path / "token").write_text("t" * 32)
+    deploy = Path(__file__).resolve().parents[1] / "deploy"
+    cfg = load_config(deploy / name, {"http.token_file": str(tmp_path / "token")})  # the installer writes the token
+    assert cfg.http.token == "t" * 32 and cfg.events.path == "/var/log/edgedet/events.jsonl"
+    assert cfg.reconnect.max_s == 30.0 and cfg.mqtt is None

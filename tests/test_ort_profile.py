@@ -6,8 +6,8 @@ import sys
 import pytest
 from tests_support import single_conv_onnx
 
-from edgedet.edge.bench.ort_profile import profile_onnx
 from edgedet.cli import main
+from edgedet.edge.bench.ort_profile import profile_onnx
 
 
 def test_pointwise_and_depthwise_convolutions_are_told_apart(tmp_path):

@@ -1,198 +1,180 @@
 """The training config: one YAML for model, data, augmentation, optimiser, schedule and evaluation.
 
-``load_config(path, ["optimizer.lr=0.01", "epochs=5"])`` merges the file and the command-line
-overrides over :data:`DEFAULTS`. Every key is checked: an unknown key or a value of the wrong type fails
-at start, naming the key, the file and what was expected.
+Every key is written once, below (:class:`TrainingConfig`): its type, default, bounds and meaning. The
+table in ``README.md`` and ``config.schema.json`` beside this file are generated from these models
+(``python -m edgedet.config_docs --write``). ``load_config(path, ["optimizer.lr=0.01",
+"epochs=5"])`` merges the file and the command-line overrides over the defaults and validates the result:
+an unknown key or a bad value fails at start, naming the file (or the override), the key and what was
+expected. The training loop gets a plain dict (``TrainingConfig.model_dump()``).
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-import yaml
+from pydantic import Field, field_validator
 
-__all__ = ["DEFAULTS", "load_config", "merge_config"]
+from edgedet.edge.core.priors import PriorConfig
+from edgedet.edge.runtime.settings import (
+    Expect,
+    Flag,
+    Int,
+    Number,
+    SectionInput,
+    StrictModel,
+    Text,
+    deep_merge,
+    load,
+    section,
+    validate,
+)
 
-_ANY = object()  # a default that accepts any value (e.g. an optional mapping)
+__all__ = ["AUTO_SCORE_FALLBACK", "DEFAULTS", "TrainingConfig", "load_config", "merge_config"]
 
-DEFAULTS: dict[str, Any] = {
-    "out": "runs/train",
-    "seed": 0,
-    "device": "auto",  # auto | cpu | cuda | cuda:N
-    "epochs": 30,
-    "stop_after_epochs": 0,  # > 0: end this run after that many epochs (continue later with --resume)
-    "time_limit_minutes": 0.0,  # > 0: stop (and evaluate) when the wall clock runs out
-    "batch_size": 32,
-    "workers": 2,
-    "amp": True,  # mixed precision on CUDA only
-    "model": {
-        "head": "ssd",  # ssd | centernet
-        "base_channel": 16,
-        "input_size": [320, 240],  # width, height
-        "priors": _ANY,  # PriorConfig mapping; default: UltraFace-style min_boxes
-        "stride": 4,
-        "score_threshold": "auto",  # or a number; auto: the best-F1 threshold of the latest val evaluation
-        "iou_threshold": 0.45,
-        "top_k": 100,
-        "init": "",  # optional checkpoint to start from (weights only)
-    },
-    "data": {
-        "train": "synthetic:400",
-        "val": "",  # empty: no evaluation
-        "classes": _ANY,  # fixed class order; default: the training set's classes
-        "class_map": _ANY,  # source name -> target name
-    },
-    "loss": {
-        "match_iou": 0.5,  # SSD: priors at IoU >= this with a ground truth are positives (UltraFace: 0.35)
-        "neg_pos_ratio": 3.0,  # SSD hard negatives per positive
-        "min_overlap": 0.7,  # CenterNet: gaussian radius overlap t
-        "max_objects": 128,  # CenterNet: objects per image (more is an error naming the image)
-        "regression_radius": 1,  # CenterNet: size/offset also trained this many cells around each centre
-    },
-    "augment": {
-        "photometric": True,
-        "crop": True,
-        "zoom_out": 2.0,  # max canvas ratio; 1 disables
-        "flip": True,
-    },
-    "optimizer": {
-        "name": "sgd",  # sgd | adamw
-        "lr": 0.02,
-        "momentum": 0.9,
-        "weight_decay": 5e-4,
-    },
-    "schedule": {
-        "name": "cosine",  # cosine | multistep
-        "warmup_epochs": 1.0,
-        "milestones": [0.7, 0.9],  # fractions of the run, for multistep
-        "gamma": 0.1,
-        "min_lr_ratio": 0.01,
-    },
-    "eval": {
-        "every": 5,  # epochs; the last epoch is always evaluated when data.val is set
-        "score_threshold": 0.01,
-    },
-}
-
-_AUTO_OR_NUMBER = {"model.score_threshold"}
 AUTO_SCORE_FALLBACK = 0.4  # the spec's threshold under "auto" until (or without) a val evaluation
-_CHOICES = {
-    "model.head": ("ssd", "centernet"),
-    "optimizer.name": ("sgd", "adamw"),
-    "schedule.name": ("cosine", "multistep"),
-}
+
+ZeroToOne = Annotated[Number, Field(ge=0, le=1)]
 
 
-def _check(value: Any, default: Any, key: str, source: str) -> Any:
-    if default is _ANY:
+class ModelSection(StrictModel):
+    """The detector: head, width, input size, priors / stride and post-processing."""
+
+    head: Literal["ssd", "centernet"] = Field("ssd", description="detection head")
+    base_channel: Annotated[Int, Field(ge=1)] = Field(16, description="backbone width (channels of the first conv)")
+    input_size: Annotated[
+        list[Annotated[Int, Field(ge=32)]],
+        Field(min_length=2, max_length=2),
+        Expect("[width, height]: two integers >= 32"),
+    ] = Field([320, 240], description="network input `[width, height]` in pixels")
+    priors: dict[str, Any] | None = Field(
+        None,
+        description="SSD prior config (`edgedet.edge.core.priors.PriorConfig` keys); null: UltraFace-style min_boxes",
+    )
+    stride: Annotated[Int, Field(ge=1)] = Field(4, description="CenterNet output stride")
+    score_threshold: Literal["auto"] | Annotated[Number, Field(gt=0, le=1)] = Field(
+        "auto",
+        description="the spec's score threshold; `auto`: the best-F1 threshold of the latest val evaluation "
+        f"({AUTO_SCORE_FALLBACK} until then, or without val data)",
+    )
+    iou_threshold: ZeroToOne = Field(0.45, description="NMS IoU threshold of the spec")
+    top_k: Annotated[Int, Field(ge=1)] = Field(100, description="most detections per image")
+    init: Text = Field("", description="checkpoint to start from (weights only); empty: from scratch")
+
+    @field_validator("priors")
+    @classmethod
+    def _priors(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value:
+            try:
+                PriorConfig.from_dict(value)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(str(exc).removeprefix("priors: ")) from exc
         return value
-    if key in _AUTO_OR_NUMBER:
-        if value != "auto" and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1):
-            raise ValueError(f"{source}: {key} must be 'auto' or a number in (0, 1], got {value!r}")
-        return value if value == "auto" else float(value)
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ValueError(f"{source}: {key} must be true or false, got {value!r}")
-    elif isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{source}: {key} must be a number, got {value!r}")
-        value = float(value)
-    elif isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{source}: {key} must be an integer, got {value!r}")
-    elif isinstance(default, str):
-        if not isinstance(value, str):
-            raise ValueError(f"{source}: {key} must be a string, got {value!r}")
-    elif isinstance(default, list):
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{source}: {key} must be a list, got {value!r}")
-        value = list(value)
-    allowed = _CHOICES.get(key)
-    if allowed and value not in allowed:
-        raise ValueError(f"{source}: {key} must be one of {list(allowed)}, got {value!r}")
-    return value
+
+
+class DataSection(StrictModel):
+    """Where the images and labels come from (a DATA argument as ``edgedet eval --data`` takes)."""
+
+    train: Text = Field("synthetic:400", description="training data, e.g. `voc:ROOT:train`, `synthetic:400`")
+    val: Text = Field("", description="validation data; empty: no evaluation")
+    classes: list[Text] | None = Field(None, description="fixed class order; null: the training set's classes")
+    class_map: dict[Text, Text] | None = Field(None, description="source class name -> target name")
+
+
+class LossSection(StrictModel):
+    """Target assignment and loss weights of both heads."""
+
+    match_iou: ZeroToOne = Field(
+        0.5, description="SSD: priors at IoU >= this with a ground truth are positives (UltraFace: 0.35)"
+    )
+    neg_pos_ratio: Annotated[Number, Field(ge=0)] = Field(3.0, description="SSD: hard negatives per positive")
+    min_overlap: Annotated[Number, Field(gt=0, le=1)] = Field(0.7, description="CenterNet: gaussian radius overlap t")
+    max_objects: Annotated[Int, Field(ge=1)] = Field(
+        128, description="CenterNet: objects per image (more is an error naming the image)"
+    )
+    regression_radius: Annotated[Int, Field(ge=0)] = Field(
+        1, description="CenterNet: size/offset also trained this many cells around each centre"
+    )
+
+
+class AugmentSection(StrictModel):
+    """Training-time augmentation."""
+
+    photometric: Flag = Field(True, description="brightness, contrast, saturation and hue jitter")
+    crop: Flag = Field(True, description="SSD random crop")
+    zoom_out: Annotated[Number, Field(ge=1)] = Field(2.0, description="largest zoom-out canvas ratio; 1 disables")
+    flip: Flag = Field(True, description="horizontal flip")
+
+
+class OptimizerSection(StrictModel):
+    """The optimiser."""
+
+    name: Literal["sgd", "adamw"] = Field("sgd", description="SGD (Nesterov) or AdamW")
+    lr: Annotated[Number, Field(gt=0)] = Field(0.02, description="peak learning rate")
+    momentum: ZeroToOne = Field(0.9, description="SGD momentum")
+    weight_decay: Annotated[Number, Field(ge=0)] = Field(
+        5e-4, description="weight decay (not on biases and normalisation weights)"
+    )
+
+
+class ScheduleSection(StrictModel):
+    """The learning-rate schedule (a time-limited run anneals by the clock)."""
+
+    name: Literal["cosine", "multistep"] = Field("cosine", description="cosine or multistep, after the warm-up")
+    warmup_epochs: Annotated[Number, Field(ge=0)] = Field(1.0, description="linear warm-up length in epochs")
+    milestones: list[ZeroToOne] = Field([0.7, 0.9], description="multistep: fractions of the run where lr drops")
+    gamma: Annotated[Number, Field(gt=0)] = Field(0.1, description="multistep: lr factor at each milestone")
+    min_lr_ratio: ZeroToOne = Field(0.01, description="cosine: final lr as a fraction of the peak")
+
+
+class EvalSection(StrictModel):
+    """Evaluation on ``data.val`` during training."""
+
+    every: Annotated[Int, Field(ge=1)] = Field(
+        5, description="epochs between evaluations; the last epoch is always evaluated when `data.val` is set"
+    )
+    score_threshold: ZeroToOne = Field(0.01, description="lowest score kept for the AP evaluation")
+
+
+class TrainingConfig(StrictModel):
+    """The training config (``edgedet train --config FILE [key.sub=value ...]``); every key is optional."""
+
+    out: Text = Field("runs/train", description="run directory (checkpoints, metrics.csv)")
+    seed: Int = Field(0, description="seed of the weights, the data order and the augmentation")
+    device: Text = Field("auto", description="`auto`, `cpu`, `cuda` or `cuda:N`")
+    epochs: Annotated[Int, Field(ge=1)] = Field(30, description="epochs to train")
+    stop_after_epochs: Annotated[Int, Field(ge=0)] = Field(
+        0, description="> 0: end this run after that many epochs (continue later with `--resume`)"
+    )
+    time_limit_minutes: Annotated[Number, Field(ge=0)] = Field(
+        0.0, description="> 0: stop (and evaluate) when the wall clock runs out"
+    )
+    batch_size: Annotated[Int, Field(ge=1)] = Field(32, description="images per step (split over the ranks)")
+    workers: Annotated[Int, Field(ge=0)] = Field(2, description="data loader processes (0: in the main process)")
+    amp: Flag = Field(True, description="mixed precision (CUDA only)")
+    model: Annotated[ModelSection, SectionInput] = section(ModelSection, "the detector")
+    data: Annotated[DataSection, SectionInput] = section(DataSection, "training and validation data")
+    loss: Annotated[LossSection, SectionInput] = section(LossSection, "target assignment and losses")
+    augment: Annotated[AugmentSection, SectionInput] = section(AugmentSection, "training-time augmentation")
+    optimizer: Annotated[OptimizerSection, SectionInput] = section(OptimizerSection, "the optimiser")
+    schedule: Annotated[ScheduleSection, SectionInput] = section(ScheduleSection, "the learning-rate schedule")
+    eval: Annotated[EvalSection, SectionInput] = section(EvalSection, "evaluation during training")
+
+
+DEFAULTS: dict[str, Any] = TrainingConfig().model_dump()
+"""Every key's default, as the plain dict :func:`load_config` returns."""
 
 
 def merge_config(base: dict[str, Any], update: Mapping[str, Any], source: str, prefix: str = "") -> None:
-    """Merge ``update`` into ``base`` in place, validating against :data:`DEFAULTS`."""
-    defaults = _lookup(prefix)
-    for key, value in update.items():
-        full = f"{prefix}{key}"
-        if key not in defaults:
-            raise ValueError(f"{source}: unknown key {full!r}; expected one of {sorted(defaults)}")
-        default = defaults[key]
-        if isinstance(default, dict):
-            if not isinstance(value, Mapping):
-                raise ValueError(f"{source}: {full} must be a mapping, got {value!r}")
-            merge_config(base[key], value, source, f"{full}.")
-        else:
-            base[key] = _check(value, default, full, source)
-
-
-def _lookup(prefix: str) -> dict[str, Any]:
-    node: Any = DEFAULTS
-    for part in filter(None, prefix.split(".")):
-        node = node[part]
-    return node
-
-
-def _fresh() -> dict[str, Any]:
-    def strip(d: dict[str, Any]) -> dict[str, Any]:
-        return {k: strip(v) if isinstance(v, dict) else (None if v is _ANY else copy.deepcopy(v)) for k, v in d.items()}
-
-    return strip(DEFAULTS)
+    """Merge ``update`` (the keys under the dotted ``prefix``) into the full config ``base`` in place, validated."""
+    for part in reversed([p for p in prefix.split(".") if p]):
+        update = {part: update}
+    merged = validate(TrainingConfig, deep_merge(base, update), source).model_dump()
+    base.clear()
+    base.update(merged)
 
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """DEFAULTS <- YAML file <- ``key.sub=value`` overrides (values parsed as YAML)."""
-    config = _fresh()
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: not valid YAML ({exc})") from exc
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-        merge_config(config, data, str(path))
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"override {item!r}: expected key=value, e.g. optimizer.lr=0.01")
-        value: Any = yaml.safe_load(text) if text else ""
-        nested: dict[str, Any] = {}
-        node = nested
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-        merge_config(config, nested, f"override {item!r}")
-    _check_ranges(config)
-    return config
-
-
-def _check_ranges(c: dict[str, Any]) -> None:
-    positive = {
-        "epochs": c["epochs"],
-        "batch_size": c["batch_size"],
-        "model.base_channel": c["model"]["base_channel"],
-        "optimizer.lr": c["optimizer"]["lr"],
-        "eval.every": c["eval"]["every"],
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise ValueError(f"config: {key} must be > 0, got {value}")
-    if c["loss"]["regression_radius"] < 0:
-        raise ValueError(f"config: loss.regression_radius must be >= 0, got {c['loss']['regression_radius']}")
-    if c["workers"] < 0:
-        raise ValueError(f"config: workers must be >= 0, got {c['workers']}")
-    size = c["model"]["input_size"]
-    if len(size) != 2 or any(not isinstance(v, int) or v < 32 for v in size):
-        raise ValueError(f"config: model.input_size must be [width, height] integers >= 32, got {size}")
-    if c["augment"]["zoom_out"] < 1:
-        raise ValueError(f"config: augment.zoom_out must be >= 1, got {c['augment']['zoom_out']}")
+    """Defaults <- YAML file <- ``key.sub=value`` overrides (values parsed as YAML), validated; a plain dict."""
+    return load(TrainingConfig, path, list(overrides), default_source="config").model_dump()

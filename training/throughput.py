@@ -27,7 +27,7 @@ from edgedet.training.config import load_config
 from edgedet.training.model_factory import build_model
 from edgedet.training.train import build_spec, make_loss, make_optimizer, make_train_loader, step_losses
 
-__all__ = ["main", "measure"]
+__all__ = ["cli", "measure"]
 
 
 def _batches(loader: Any, n: int) -> Iterator[Any]:

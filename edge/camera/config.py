@@ -1,22 +1,37 @@
 """The camera daemon's configuration: a YAML file, command-line overrides, validation up front.
 
-Every key, its default and its meaning are listed in ``deploy/README.md`` (and ``deploy/config-*.yaml``).
-:func:`load_config` merges the file with the overrides and validates everything before the daemon
-starts: a bad value raises ``ValueError`` naming the key and the reason
-(``camera.yaml: http.port: expected an integer in 0..65535, got 'abc'``), which the CLI prints before
-exiting with status 1. Unknown keys are errors too, so a typo never silently falls back to a default.
-Relative paths (model, spec, source, events.path, http.token_file) are relative to the working directory.
+Every key is written once, below: its type, default, bounds and meaning. The table in ``deploy/README.md``
+and ``config.schema.json`` beside this file are generated from these models
+(``python -m edgedet.config_docs --write``). :func:`load_config` merges the file with the
+overrides and validates everything before the daemon starts: a bad value raises ``ValueError`` naming the
+file, the key and the reason (``camera.yaml: http.port: expected an integer in 0..65535, got 'abc'``),
+which the CLI prints before exiting with status 1. Unknown keys are errors too, so a typo never silently
+falls back to a default. Relative paths (model, spec, source, events.path, http.token_file) are relative to
+the working directory.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import yaml
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+
+from edgedet.edge.runtime.settings import (
+    ConfigKeyError,
+    Expect,
+    Flag,
+    Int,
+    NonEmptyText,
+    Number,
+    SectionInput,
+    StrictModel,
+    Text,
+    load,
+    or_false,
+    section,
+)
 
 __all__ = [
     "DaemonConfig",
@@ -28,155 +43,221 @@ __all__ = [
     "parse_http_address",
 ]
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")  # camera names are MQTT topic levels and event fields
-_MISSING = object()
+NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"  # camera names are MQTT topic levels and event fields
 
 
-@dataclass(frozen=True)
-class HttpConfig:
+def _check_token(token: str) -> str:
+    if len(token) < 8 or any(c.isspace() for c in token):
+        raise ValueError("expected at least 8 characters and no whitespace")
+    return token
+
+
+class HttpConfig(StrictModel):
     """The HTTP server: ``/healthz``, ``/metrics``, ``/detections``, ``/snapshot.jpg``, ``/stream.mjpg``."""
 
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = 8080
-    token: str | None = None  # bearer token for every endpoint but /healthz
-    jpeg_quality: int = 80  # snapshot and stream
-    stream_fps: float = 10.0  # most frames per second sent to one MJPEG client
-    stream_clients: int = 4  # concurrent MJPEG clients; more get 503
+    enabled: Flag = Field(True, description="`http: false` switches the server off")
+    host: NonEmptyText = Field(
+        "127.0.0.1", description="`0.0.0.0` (or an interface address) to serve the network — then set a token"
+    )
+    port: Annotated[Int, Field(ge=0, le=65535)] = Field(8080, description="`0`: any free port (logged)")
+    token: NonEmptyText | None = Field(
+        None,
+        description="bearer token (8+ characters, no whitespace) for every endpoint but `/healthz`; null: no token",
+    )
+    token_file: NonEmptyText | None = Field(
+        None, description="read `token` from this file (give `token` or `token_file`, not both)"
+    )
+    jpeg_quality: Annotated[Int, Field(ge=1, le=100)] = Field(80, description="snapshot and stream JPEG quality")
+    stream_fps: Annotated[Number, Field(gt=0, le=60)] = Field(
+        10.0, description="most frames per second sent to one MJPEG client"
+    )
+    stream_clients: Annotated[Int, Field(ge=1, le=64)] = Field(4, description="concurrent MJPEG clients; more get 503")
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, token: str | None) -> str | None:
+        return token if token is None else _check_token(token)
+
+    @model_validator(mode="after")
+    def _read_token_file(self) -> HttpConfig:
+        if self.token_file is None:
+            return self
+        if self.token is not None:
+            raise ConfigKeyError("token_file", "give token or token_file, not both")
+        path = Path(self.token_file)
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise ConfigKeyError("token_file", f"cannot read {path} ({reason})") from exc
+        if not token:
+            raise ConfigKeyError("token_file", f"{path} is empty")
+        try:
+            _check_token(token)
+        except ValueError as exc:
+            raise ConfigKeyError("token", f"{exc} (read from {path})") from exc
+        object.__setattr__(self, "token", token)  # frozen: set once, while validating
+        return self
 
 
-@dataclass(frozen=True)
-class EventsConfig:
+class EventsConfig(StrictModel):
     """Detection events as JSON lines: a file rotated by size, or ``-`` for stdout."""
 
-    path: str | None = None
-    max_bytes: int = 10_000_000  # rotate when the file would grow past this (0: never)
-    backups: int = 3  # rotated files kept: PATH.1 .. PATH.N
-    include_empty: bool = False  # also emit (file and MQTT) frames with no detections
+    path: NonEmptyText | None = Field(None, description="JSON-lines file, or `-` for stdout; null: no events")
+    max_bytes: Annotated[Int, Field(ge=0)] = Field(
+        10_000_000, description="rotate before the file would pass this (`0`: never; else at least 4096)"
+    )
+    backups: Annotated[Int, Field(ge=0, le=100)] = Field(
+        3, description="rotated files kept (`PATH.1` newest … `PATH.N`)"
+    )
+    include_empty: Flag = Field(False, description="also emit frames with no detections (file and MQTT)")
+
+    @field_validator("max_bytes")
+    @classmethod
+    def _rotation_size(cls, value: int) -> int:
+        if value and value < 4096:
+            raise ValueError(f"expected 0 (never rotate) or at least 4096, got {value}")
+        return value
 
 
-@dataclass(frozen=True)
-class MqttConfig:
+class MqttConfig(StrictModel):
     """Publish events to ``<topic_prefix>/<name>/detections``; ``.../status`` is online/offline (retained)."""
 
-    host: str
-    port: int = 1883
-    topic_prefix: str = "edgedet"
-    client_id: str | None = None  # default: edgedet-<name>
-    qos: int = 0
-    keepalive: int = 30
-    username: str | None = None
-    password: str | None = None
-    tls: bool = False
-    ca_certs: str | None = None
+    host: NonEmptyText = Field(description="the broker's host name or address")
+    port: Annotated[Int, Field(ge=1, le=65535)] = Field(1883, description="the broker's port (TLS: usually 8883)")
+    topic_prefix: NonEmptyText = Field("edgedet", description="may contain `/`, not `+`, `#` or a leading/trailing `/`")
+    client_id: NonEmptyText | None = Field(None, description="null: `edgedet-<name>`")
+    qos: Annotated[Int, Field(ge=0, le=2)] = Field(0, description="QoS of detection events (status is always QoS 1)")
+    keepalive: Annotated[Int, Field(ge=5, le=3600)] = Field(
+        30, description="seconds; the broker fires the last will after 1.5× this without traffic"
+    )
+    username: NonEmptyText | None = Field(None, description="broker user name")
+    password: NonEmptyText | None = Field(None, description="broker password (needs `username`)")
+    tls: Flag = Field(False, description="TLS to the broker")
+    ca_certs: NonEmptyText | None = Field(None, description="CA bundle for TLS (null: the system's CAs)")
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _topic(cls, value: str) -> str:
+        if any(c in value for c in "+#\0") or value.startswith("/") or value.endswith("/"):
+            raise ValueError(f"no '+', '#' or leading/trailing '/' allowed, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> MqttConfig:
+        if self.password and not self.username:
+            raise ConfigKeyError("password", "a password needs a username")
+        return self
 
 
-@dataclass(frozen=True)
-class ReconnectConfig:
+class ReconnectConfig(StrictModel):
     """Capped exponential backoff between attempts to re-open a failed source."""
 
-    initial_s: float = 0.5
-    max_s: float = 30.0
+    initial_s: Annotated[Number, Field(gt=0, le=3600)] = Field(
+        0.5, description="first wait before re-opening a failed source; doubles up to `max_s`"
+    )
+    max_s: Annotated[Number, Field(gt=0, le=3600)] = Field(
+        30.0, description="longest wait; back to `initial_s` after 5 s of healthy streaming"
+    )
+
+    @model_validator(mode="after")
+    def _order(self) -> ReconnectConfig:
+        if self.max_s < self.initial_s:
+            raise ConfigKeyError("max_s", f"must be >= reconnect.initial_s ({self.initial_s}), got {self.max_s}")
+        return self
 
 
-@dataclass(frozen=True)
-class DaemonConfig:
-    model: str
-    source: str
-    name: str = "camera"
-    spec: str | None = None  # None: the model's metadata; "ultraface" or a spec JSON path
-    threads: int | None = None
-    score_threshold: float | None = None
-    iou_threshold: float | None = None
-    loop: bool = True  # video files and image folders start again at their end
-    source_fps: float | None = None  # files/folders: delivery rate (None: their own; 0: unpaced); V4L2: requested
-    capture_width: int | None = None  # requested from V4L2 devices
-    capture_height: int | None = None
-    max_fps: float = 0.0  # most inferences per second (0: as fast as frames come)
-    pipeline: bool = True  # inference in its own thread, overlapping the rest (not with max_fps: frames are spaced)
-    stall_timeout_s: float = 60.0  # /healthz 503 and no watchdog ping when a thread makes no progress this long
-    http: HttpConfig = field(default_factory=HttpConfig)
-    events: EventsConfig = field(default_factory=EventsConfig)
-    mqtt: MqttConfig | None = None
-    reconnect: ReconnectConfig = field(default_factory=ReconnectConfig)
+def _http_section(value: Any) -> Any:
+    if value is False:
+        return {"enabled": False}
+    return {} if value is None else value
 
 
-class _Section:
-    """Typed reads from one mapping of the config; errors name the dotted key."""
+def _optional_section(value: Any) -> Any:
+    return None if value is False else value
 
-    def __init__(self, data: Any, prefix: str, where: str) -> None:
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            what = prefix.rstrip(".") or "the config"
-            raise ValueError(f"{where}: {what}: expected a mapping of keys, got {type(data).__name__}")
-        self.data = dict(data)
-        self.prefix = prefix
-        self.where = where
-        self.used: set[str] = set()
 
-    def fail(self, key: str, reason: str) -> ValueError:
-        return ValueError(f"{self.where}: {self.prefix}{key}: {reason}")
+class DaemonConfig(StrictModel):
+    """The camera daemon's config (``edgedet camera --config camera.yaml``); every key but two is optional."""
 
-    def _get(self, key: str, default: Any) -> Any:
-        self.used.add(key)
-        value = self.data.get(key, default)
-        if value is _MISSING:
-            raise self.fail(key, "required")
-        return value
+    model: NonEmptyText = Field(
+        description="`.onnx` or `.tflite` (a `.tflite` reads its spec from `MODEL.json` beside it)"
+    )
+    source: NonEmptyText = Field(
+        description="camera index or device, GStreamer pipeline, stream URL, video file, image file or folder "
+        "(see Sources)",
+        json_schema_extra={"type": ["string", "integer"]},  # `source: 0` is camera 0
+    )
+    name: Annotated[Text, Field(pattern=NAME_PATTERN)] = Field(
+        "camera", description="camera name: the events' `camera` field and the MQTT topic level"
+    )
+    spec: NonEmptyText | None = Field(
+        None, description="`ultraface` or a spec JSON file, for models without metadata (null: the model's own)"
+    )
+    threads: Annotated[Int, Field(ge=1, le=256)] | None = Field(None, description="inference threads (null: all cores)")
+    score_threshold: Annotated[Number, Field(ge=0, le=1)] | None = Field(
+        None, description="post-processing override (null: the model's)"
+    )
+    iou_threshold: Annotated[Number, Field(ge=0, le=1)] | None = Field(
+        None, description="NMS override (null: the model's)"
+    )
+    loop: Flag = Field(
+        True, description="video files and image folders start again at their end; `false`: play once, stay up"
+    )
+    source_fps: Annotated[Number, Field(ge=0, le=1000)] | None = Field(
+        None,
+        description="files/folders: delivery rate (null: a file's own, folders 5; `0`: unpaced); V4L2: requested rate",
+    )
+    capture_width: Annotated[Int, Field(ge=1, le=16384)] | None = Field(
+        None, description="requested from V4L2 cameras (null: the device's)"
+    )
+    capture_height: Annotated[Int, Field(ge=1, le=16384)] | None = Field(
+        None, description="requested from V4L2 cameras (null: the device's)"
+    )
+    max_fps: Annotated[Number, Field(ge=0, le=1000)] = Field(
+        0.0, description="most inferences per second (`0`: as fast as frames come); saves CPU and heat"
+    )
+    pipeline: Flag = Field(
+        True,
+        description="run inference in its own thread, overlapped with capture, pre/post-processing and "
+        "publishing (the backends release the GIL); a frame stays in flight only while the next one arrives "
+        "within ~1.5 inference times, so a slow camera gets no extra latency; off with `max_fps`",
+    )
+    stall_timeout_s: Annotated[Number, Field(ge=1, le=86400)] = Field(
+        60.0, description="a thread without progress this long makes `/healthz` 503 and stops the watchdog pings"
+    )
+    http: Annotated[
+        HttpConfig,
+        Expect("a mapping of keys, or false (no server)", "section, or `false`"),
+        BeforeValidator(_http_section),
+    ] = section(HttpConfig, "the HTTP server (`false`: none)", json_schema_extra=or_false)
+    events: Annotated[EventsConfig, SectionInput] = section(EventsConfig, "detection events as JSON lines")
+    mqtt: Annotated[
+        MqttConfig | None,
+        Expect("a mapping of keys, or null (no MQTT)", "section, or null"),
+        BeforeValidator(_optional_section),
+    ] = Field(
+        None, description="MQTT publishing; no `mqtt` section (or null, false): no MQTT", json_schema_extra=or_false
+    )
+    reconnect: Annotated[ReconnectConfig, SectionInput] = section(
+        ReconnectConfig, "backoff between attempts to re-open a failed source"
+    )
 
-    def text(self, key: str, default: Any = None, *, pattern: re.Pattern[str] | None = None) -> Any:
-        value = self._get(key, default)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (str, int)):
-            raise self.fail(key, f"expected a string, got {value!r}")
-        value = str(value)
-        if not value.strip():
-            raise self.fail(key, "must not be empty")
-        if pattern is not None and not pattern.match(value):
-            raise self.fail(key, f"{value!r} does not match {pattern.pattern}")
-        return value
+    @model_validator(mode="before")
+    @classmethod
+    def _mqtt_client_id(cls, data: Any) -> Any:
+        """``mqtt.client_id`` defaults to ``edgedet-<name>``."""
+        if isinstance(data, Mapping) and isinstance(data.get("mqtt"), Mapping) and "client_id" not in data["mqtt"]:
+            name = data.get("name", "camera")
+            data = {**data, "mqtt": {**data["mqtt"], "client_id": f"edgedet-{name}"}}
+        return data
 
-    def integer(self, key: str, default: Any, lo: int, hi: int | None = None) -> Any:
-        value = self._get(key, default)
-        if value is None:
-            return None
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
-            limit = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
-            raise self.fail(key, f"expected an integer {limit}, got {value!r}")
-        return value
-
-    def number(self, key: str, default: Any, lo: float, hi: float | None = None, *, above: bool = False) -> Any:
-        value = self._get(key, default)
-        if value is None:
-            return None
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        ok = not isinstance(value, bool) and isinstance(value, (int, float)) and value == value
-        if ok:
-            ok = (value > lo if above else value >= lo) and (hi is None or value <= hi)
-        if not ok:
-            limit = f"{'>' if above else '>='} {lo}" + (f" and <= {hi}" if hi is not None else "")
-            raise self.fail(key, f"expected a number {limit}, got {value!r}")
-        return float(value)
-
-    def flag(self, key: str, default: bool) -> bool:
-        value = self._get(key, default)
-        if not isinstance(value, bool):
-            raise self.fail(key, f"expected true or false, got {value!r}")
-        return value
-
-    def check_unknown(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            known = ", ".join(sorted(self.used))
-            raise self.fail(str(unknown[0]), f"unknown key (known here: {known})")
+    @field_validator("source")
+    @classmethod
+    def _gstreamer(cls, source: str) -> str:
+        if "!" in source and "appsink" not in source:
+            raise ValueError("a GStreamer pipeline must end in '! appsink' (OpenCV reads frames from it)")
+        return source
 
 
 def parse_http_address(value: str) -> tuple[str | None, int]:
@@ -198,157 +279,6 @@ def parse_http_address(value: str) -> tuple[str | None, int]:
     return host, int(port_text)
 
 
-def _read_token(section: _Section) -> str | None:
-    token = section.text("token")
-    token_file = section.text("token_file")
-    if token and token_file:
-        raise section.fail("token_file", "give token or token_file, not both")
-    if token_file:
-        path = Path(token_file)
-        try:
-            token = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise section.fail("token_file", f"cannot read {path} ({exc.strerror or exc})") from exc
-        if not token:
-            raise section.fail("token_file", f"{path} is empty")
-    if token is not None and (len(token) < 8 or any(c.isspace() for c in token)):
-        raise section.fail("token", "expected at least 8 characters and no whitespace")
-    return token
-
-
-def _http(data: Any, where: str) -> HttpConfig:
-    if data is False:
-        return HttpConfig(enabled=False)
-    s = _Section(data, "http.", where)
-    d = HttpConfig()
-    cfg = HttpConfig(
-        enabled=s.flag("enabled", d.enabled),
-        host=s.text("host", d.host),
-        port=s.integer("port", d.port, 0, 65535),
-        token=_read_token(s),
-        jpeg_quality=s.integer("jpeg_quality", d.jpeg_quality, 1, 100),
-        stream_fps=s.number("stream_fps", d.stream_fps, 0.0, 60.0, above=True),
-        stream_clients=s.integer("stream_clients", d.stream_clients, 1, 64),
-    )
-    s.check_unknown()
-    return cfg
-
-
-def _events(data: Any, where: str) -> EventsConfig:
-    s = _Section(data, "events.", where)
-    d = EventsConfig()
-    cfg = EventsConfig(
-        path=s.text("path"),
-        max_bytes=s.integer("max_bytes", d.max_bytes, 0),
-        backups=s.integer("backups", d.backups, 0, 100),
-        include_empty=s.flag("include_empty", d.include_empty),
-    )
-    s.check_unknown()
-    if cfg.max_bytes and cfg.max_bytes < 4096:
-        raise s.fail("max_bytes", f"expected 0 (never rotate) or at least 4096, got {cfg.max_bytes}")
-    return cfg
-
-
-def _mqtt(data: Any, where: str, name: str) -> MqttConfig | None:
-    if data is None or data is False:
-        return None
-    s = _Section(data, "mqtt.", where)
-    d = MqttConfig(host="")
-    prefix = s.text("topic_prefix", d.topic_prefix)
-    if prefix is not None and (any(c in prefix for c in "+#\0") or prefix.startswith("/") or prefix.endswith("/")):
-        raise s.fail("topic_prefix", f"no '+', '#' or leading/trailing '/' allowed, got {prefix!r}")
-    cfg = MqttConfig(
-        host=s.text("host", _MISSING),
-        port=s.integer("port", d.port, 1, 65535),
-        topic_prefix=prefix,
-        client_id=s.text("client_id", f"edgedet-{name}"),
-        qos=s.integer("qos", d.qos, 0, 2),
-        keepalive=s.integer("keepalive", d.keepalive, 5, 3600),
-        username=s.text("username"),
-        password=s.text("password"),
-        tls=s.flag("tls", d.tls),
-        ca_certs=s.text("ca_certs"),
-    )
-    s.check_unknown()
-    if cfg.password and not cfg.username:
-        raise s.fail("password", "a password needs a username")
-    return cfg
-
-
-def _reconnect(data: Any, where: str) -> ReconnectConfig:
-    s = _Section(data, "reconnect.", where)
-    d = ReconnectConfig()
-    cfg = ReconnectConfig(
-        initial_s=s.number("initial_s", d.initial_s, 0.0, 3600.0, above=True),
-        max_s=s.number("max_s", d.max_s, 0.0, 3600.0, above=True),
-    )
-    s.check_unknown()
-    if cfg.max_s < cfg.initial_s:
-        raise s.fail("max_s", f"must be >= reconnect.initial_s ({cfg.initial_s}), got {cfg.max_s}")
-    return cfg
-
-
-def _source(s: _Section) -> str:
-    source = s.text("source", _MISSING)
-    if "!" in source and "appsink" not in source:
-        raise s.fail("source", "a GStreamer pipeline must end in '! appsink' (OpenCV reads frames from it)")
-    return source
-
-
-def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """``overrides`` with dotted keys (``"http.port"``) applied onto a copy of ``base``."""
-    out = dict(base)
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        head, _, rest = key.partition(".")
-        if rest:
-            section = out.get(head)
-            section = dict(section) if isinstance(section, Mapping) else {}
-            out[head] = _merge(section, {rest: value})
-        else:
-            out[head] = value
-    return out
-
-
 def load_config(path: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> DaemonConfig:
     """The validated config: YAML ``path`` (optional) with ``overrides`` (dotted keys, ``None`` = not given)."""
-    raw: Any = {}
-    where = "camera config"
-    if path is not None:
-        p = Path(path)
-        where = str(p)
-        if not p.is_file():
-            raise FileNotFoundError(f"config file not found: {p}")
-        try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{p}: not valid YAML ({' '.join(str(exc).split())})") from exc
-        if not isinstance(raw, Mapping):
-            raise ValueError(f"{p}: expected a mapping of keys at the top level, got {type(raw).__name__}")
-    raw = _merge(dict(raw), overrides or {})
-    s = _Section(raw, "", where)
-    name = s.text("name", "camera", pattern=_NAME)
-    spec = s.text("spec")
-    cfg = DaemonConfig(
-        model=s.text("model", _MISSING),
-        source=_source(s),
-        name=name,
-        spec=spec,
-        threads=s.integer("threads", None, 1, 256),
-        score_threshold=s.number("score_threshold", None, 0.0, 1.0),
-        iou_threshold=s.number("iou_threshold", None, 0.0, 1.0),
-        loop=s.flag("loop", True),
-        source_fps=s.number("source_fps", None, 0.0, 1000.0),
-        capture_width=s.integer("capture_width", None, 1, 16384),
-        capture_height=s.integer("capture_height", None, 1, 16384),
-        max_fps=s.number("max_fps", 0.0, 0.0, 1000.0),
-        pipeline=s.flag("pipeline", True),
-        stall_timeout_s=s.number("stall_timeout_s", 60.0, 1.0, 86400.0),
-        http=_http(s._get("http", None), where),
-        events=_events(s._get("events", None), where),
-        mqtt=_mqtt(s._get("mqtt", None), where, name),
-        reconnect=_reconnect(s._get("reconnect", None), where),
-    )
-    s.check_unknown()
-    return cfg
+    return load(DaemonConfig, path, overrides or {}, default_source="camera config")
