@@ -11,10 +11,13 @@ onnx2tf runs in a subprocess (TensorFlow's memory and threads stay out of this p
   or a fixed pattern) so nothing is fetched, and point proxies at a closed port as a second guard.
 * ``-coion`` (renaming outputs) is not used: it needs ``flatc`` and downloads it.
 
-Each ``MODEL_VARIANT.tflite`` gets its sidecar ``MODEL_VARIANT.json``: the ONNX spec with layout
-``"nhwc"``, ``extra["outputs"]`` mapping every output role to the TFLite output name (found by running
-both models on the same input, so renaming and reordering by the converter do not matter) and
-``extra["quantization"]`` naming the variant.
+Each ``MODEL_VARIANT.tflite`` carries its spec inside, as the ``.onnx`` does: a ``Model.metadata`` entry
+``"edgedet"`` whose buffer holds the spec JSON (UTF-8), so a ``.tflite`` copied alone to a device just
+works. The spec is the ONNX one with layout ``"nhwc"``, ``extra["outputs"]`` mapping every output role to
+the TFLite output name (found by running both models on the same input, so renaming and reordering by the
+converter do not matter) and ``extra["quantization"]`` naming the variant. The same JSON is still written
+beside it as the sidecar ``MODEL_VARIANT.json`` for edgedet releases that read only the sidecar (devices
+not yet updated, ``deploy/install-common.sh``); the file's own spec wins where both are present.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import numpy as np
 from edgedet.convert.output_layout import match_outputs
 from edgedet.edge.core.model_spec import ModelSpec
 
-__all__ = ["FLOAT_VARIANTS", "INT8_VARIANTS", "VARIANTS", "export_tflite", "write_sidecar"]
+__all__ = ["FLOAT_VARIANTS", "INT8_VARIANTS", "VARIANTS", "embed_spec", "export_tflite", "tflite_spec", "write_sidecar"]
 
 log = logging.getLogger("edgedet.tflite")
 
@@ -133,12 +136,26 @@ def _run_onnx2tf(cmd: Sequence[str], cwd: Path, timeout: float, show_progress: b
         raise RuntimeError(f"onnx2tf failed (exit {proc.returncode}):\n{tail}")
 
 
+def tflite_spec(spec: ModelSpec, outputs: Mapping[str, str], quantization: str) -> ModelSpec:
+    """``spec`` as a TFLite file's: NHWC, with the output-role mapping and the variant's quantisation."""
+    extra = {**dict(spec.extra), "outputs": dict(outputs), "quantization": quantization}
+    return replace(spec, layout="nhwc", extra=extra)
+
+
 def write_sidecar(tflite_path: Path, spec: ModelSpec, outputs: Mapping[str, str], quantization: str) -> Path:
     """``MODEL.json`` beside ``MODEL.tflite``: ``spec`` in NHWC with the output-role mapping."""
-    extra = {**dict(spec.extra), "outputs": dict(outputs), "quantization": quantization}
     sidecar = tflite_path.with_suffix(".json")
-    sidecar.write_text(replace(spec, layout="nhwc", extra=extra).to_json() + "\n", encoding="utf-8")
+    sidecar.write_text(tflite_spec(spec, outputs, quantization).to_json() + "\n", encoding="utf-8")
     return sidecar
+
+
+def embed_spec(tflite_path: Path, spec: ModelSpec, outputs: Mapping[str, str], quantization: str) -> Path:
+    """The same spec as :func:`write_sidecar`'s inside ``MODEL.tflite``: ``Model.metadata["edgedet"]``."""
+    from edgedet.convert.tflite_slim import write_tflite_metadata
+    from edgedet.edge.runtime.backends.tflite_metadata import METADATA_NAME
+
+    write_tflite_metadata(tflite_path, {METADATA_NAME: tflite_spec(spec, outputs, quantization).to_json()})
+    return tflite_path
 
 
 def _probe_input(spec: ModelSpec, calib_nhwc: np.ndarray | None) -> np.ndarray:
@@ -168,7 +185,8 @@ def export_tflite(
     show_progress: bool = True,
 ) -> dict[str, Path]:
     """Convert an edgedet ONNX model (spec in its metadata) to the TFLite ``variants`` (keys of
-    :data:`VARIANTS`) in ``out_dir`` as ``STEM_fp32.tflite`` etc., each with its JSON sidecar.
+    :data:`VARIANTS`) in ``out_dir`` as ``STEM_fp32.tflite`` etc., each with its spec inside (metadata
+    ``"edgedet"``) and in its JSON sidecar.
 
     The int8 variants need ``calib_nhwc``: ``[N, H, W, 3]`` float32 preprocessed calibration inputs.
     """
@@ -212,6 +230,8 @@ def export_tflite(
             target = out_dir / f"{stem}_{key.removeprefix('tflite_')}.tflite"
             shutil.copyfile(produced, target)
             slim_tflite(target)  # names and repeated zero points: ~30 % of an int8 file, never read on a device
-            write_sidecar(target, spec, _role_mapping(onnx_path, target, probe), QUANTIZATION[key])
+            outputs = _role_mapping(onnx_path, target, probe)
+            embed_spec(target, spec, outputs, QUANTIZATION[key])  # metadata only: computes the same
+            write_sidecar(target, spec, outputs, QUANTIZATION[key])  # for releases that read only the sidecar
             written[key] = target
     return written

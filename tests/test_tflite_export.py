@@ -1,9 +1,10 @@
-"""TFLite through onnx2tf (slow: each conversion starts TensorFlow): fp32 parity with PyTorch, the
-sidecar spec, and the full int8 pipeline on UltraFace."""
+"""TFLite through onnx2tf (slow: each conversion starts TensorFlow): fp32 parity with PyTorch, the spec
+inside the file (and in its sidecar), and the full int8 pipeline on UltraFace."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -14,7 +15,9 @@ from edgedet.convert.export import export_all
 from edgedet.convert.onnx_export import export_onnx
 from edgedet.convert.parity import check_parity
 from edgedet.convert.tflite_export import export_tflite
+from edgedet.edge.core.model_spec import ModelSpec
 from edgedet.edge.runtime.backends.tflite import TfliteBackend
+from edgedet.edge.runtime.backends.tflite_metadata import read_metadata
 from edgedet.edge.runtime.detector import Detector
 
 pytestmark = pytest.mark.slow
@@ -37,6 +40,18 @@ def test_fp32_tflite_matches_torch_and_has_its_sidecar(tmp_path, head):
     (row,) = report.rows
     assert row.exact and row.max_abs_diff <= 1e-4 and row.reference_detections > 0
     assert report.passed, report.table()
+    # the spec travels inside the file: copied alone to an empty folder, it detects as with its sidecar
+    assert read_metadata(tflite).decode("utf-8") == tflite.with_suffix(".json").read_text().strip()
+    alone = tmp_path / "device" / tflite.name
+    alone.parent.mkdir()
+    shutil.copyfile(tflite, alone)
+    frames = photos(4)
+    sidecar_spec = ModelSpec.from_json(tflite.with_suffix(".json").read_text())
+    with_sidecar = Detector.from_model(tflite, spec=sidecar_spec, threads=1)
+    by_itself = Detector.from_model(alone, threads=1)
+    assert by_itself.spec == sidecar_spec
+    dets = [[d.to_dict() for d in with_sidecar.detect(f)] for f in frames]
+    assert any(dets) and dets == [[d.to_dict() for d in by_itself.detect(f)] for f in frames]
 
 
 def test_int8_variants_need_calibration_data(tmp_path):
@@ -58,6 +73,9 @@ def test_ultraface_int8_pipeline_keeps_95_percent_of_detections(tmp_path):
     assert set(files) == {
         "onnx", "onnx_int8", "tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8", "tflite_int8_float_io"
     }  # fmt: skip
+    for key in ("tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8", "tflite_int8_float_io"):
+        spec = json.loads(read_metadata(files[key]))  # every variant carries its spec
+        assert spec == json.loads(files[key].with_suffix(".json").read_text()) and spec["layout"] == "nhwc"
     litert = pytest.importorskip("ai_edge_litert.interpreter")
     for key, dtype in (("tflite_int8", np.int8), ("tflite_int8_float_io", np.float32)):
         interpreter = litert.Interpreter(model_path=str(files[key]))

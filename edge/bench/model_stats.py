@@ -33,6 +33,7 @@ import numpy as np
 
 from edgedet.edge.runtime.backends import open_backend
 from edgedet.edge.runtime.backends.tflite import interpreter_class
+from edgedet.edge.runtime.backends.tflite_metadata import read_tflite_spec
 
 __all__ = ["ModelStats", "Op", "count_ops", "model_stats", "onnx_ops", "tflite_ops"]
 
@@ -162,7 +163,7 @@ def _onnx_precision(kinds: set[str], float16_input: bool, quantization: str | No
 
 # --------------------------------------------------------------------------- TFLite
 
-# the sidecar's extra["quantization"] (edgedet.convert.tflite_export.QUANTIZATION) -> the report's precision
+# the spec's extra["quantization"] (edgedet.convert.tflite_export.QUANTIZATION) -> the report's precision
 _TFLITE_PRECISION = {"none": "fp32", "fp16-weights": "fp16", "dynamic-range-int8": "dynamic"}
 _TFLITE_CONV = {"CONV_2D": "conv", "DEPTHWISE_CONV_2D": "conv", "CONV_3D": "conv"}
 
@@ -239,11 +240,16 @@ def _spec_quantization(spec_json: str | None) -> str | None:
     return str(value) if value else None
 
 
-def _sidecar_quantization(path: Path) -> str | None:
+def _tflite_quantization(path: Path) -> str | None:
+    """``extra["quantization"]`` of a ``.tflite`` file's spec, from where the runtime reads it (the file's
+    ``"edgedet"`` metadata, else its sidecar); ``None`` when there is none or it cannot be read."""
     try:
-        return _spec_quantization(path.with_suffix(".json").read_text(encoding="utf-8"))
-    except OSError:
+        spec = read_tflite_spec(path)
+    except (OSError, ValueError) as exc:
+        log.warning("%s: no quantisation from its spec (%s)", path, exc)
         return None
+    value = spec.extra.get("quantization") if spec is not None else None
+    return str(value) if value else None
 
 
 RUNTIMES = {".onnx": "onnxruntime", ".tflite": "litert", ".pt": "torch"}
@@ -267,13 +273,13 @@ def model_stats(path: str | os.PathLike[str]) -> ModelStats:
             ops, precision = onnx_ops(path)
         elif suffix == ".tflite":
             ops, details, tensors = tflite_ops(path)
-            precision = _tflite_precision(details, tensors, _sidecar_quantization(path))
+            precision = _tflite_precision(details, tensors, _tflite_quantization(path))
         else:
             params, mflops = _pt_stats(path)
             return ModelStats(size_kb, params, mflops, "torch", "fp32")
     except Exception as exc:  # a stat is worth reporting as n/a, not worth stopping the benchmark for
         log.warning("%s: params/MFLOPs not available (%s: %s)", path, type(exc).__name__, exc)
-        quantization = _sidecar_quantization(path) if suffix == ".tflite" else None
+        quantization = _tflite_quantization(path) if suffix == ".tflite" else None
         precision = _TFLITE_PRECISION.get(quantization or "", quantization) if quantization else "?"
         return ModelStats(size_kb, None, None, RUNTIMES[suffix], "fp32" if suffix == ".pt" else precision)
     if not ops:  # e.g. a runtime too old to report shapes: "no layers" would be a wrong 0

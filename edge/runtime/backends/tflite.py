@@ -1,4 +1,8 @@
-"""LiteRT / TFLite backend (ai-edge-litert, then tflite-runtime, then TensorFlow's ``tf.lite`` on a desktop)."""
+"""LiteRT / TFLite backend (ai-edge-litert, then tflite-runtime, then TensorFlow's ``tf.lite`` on a desktop).
+
+The model's spec is read from the file's own ``"edgedet"`` metadata, else from a ``MODEL.json`` sidecar
+(older exports); the file wins when both are there (:mod:`edgedet.edge.runtime.backends.tflite_metadata`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import numpy as np
 
 from edgedet.edge.core.model_spec import ModelSpec
 from edgedet.edge.runtime.backends.base import check_path, default_threads, failure_reason, infer_layout
+from edgedet.edge.runtime.backends.tflite_metadata import read_tflite_spec, sidecar_path
 from edgedet.edge.runtime.quant import QuantParams, dequantize, quantize
 
 __all__ = ["RUNTIMES", "TfliteBackend", "interpreter_class"]
@@ -92,10 +97,10 @@ class TfliteBackend:
 
     @property
     def sidecar(self) -> Path:
-        """``model.tflite`` -> ``model.json``: where a TFLite model's spec lives."""
-        return self.path.with_suffix(".json")
+        """``model.tflite`` -> ``model.json``: where files exported before the spec moved inside keep it."""
+        return sidecar_path(self.path)
 
     def read_spec(self) -> ModelSpec | None:
-        if not self.sidecar.is_file():
-            return None
-        return ModelSpec.from_json(self.sidecar.read_text(encoding="utf-8"), source=str(self.sidecar))
+        """The spec in the file's ``"edgedet"`` metadata; else the :attr:`sidecar`'s (older exports); else
+        ``None``. The file wins over a sidecar that says something else (which is ignored with a warning)."""
+        return read_tflite_spec(self.path)
