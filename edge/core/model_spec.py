@@ -1,7 +1,8 @@
 """The self-description every model carries: what the runtime needs to pre-process and decode.
 
 It travels in training checkpoints (``ckpt["spec"]``), in ONNX ``metadata_props`` (key ``edgedet``,
-JSON) and beside TFLite files (``MODEL.json``). Nothing on the device guesses.
+JSON) and in TFLite ``Model.metadata`` (entry ``edgedet``; older files: a ``MODEL.json`` beside them).
+Nothing on the device guesses.
 """
 
 from __future__ import annotations

@@ -151,8 +151,9 @@ class Detector:
             spec = backend.read_spec()
         if spec is None:
             raise ValueError(
-                f"{backend.path}: the model carries no edgedet metadata (ONNX metadata_props 'edgedet', or a "
-                f"{Path(backend.path).with_suffix('.json').name} spec beside a .tflite); supply one: "
+                f"{backend.path}: the model carries no edgedet metadata (ONNX metadata_props or TFLite metadata "
+                f"'edgedet', or a {Path(backend.path).with_suffix('.json').name} spec beside an older .tflite); "
+                "supply one: "
                 "--spec SPEC.json or --spec ultraface on the command line, spec=ModelSpec... in Python"
             )
         overrides: dict[str, float] = {}
