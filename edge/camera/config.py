@@ -181,7 +181,8 @@ class DaemonConfig(StrictModel):
     """The camera daemon's config (``edgedet camera --config camera.yaml``); every key but two is optional."""
 
     model: NonEmptyText = Field(
-        description="`.onnx` or `.tflite` (both carry their spec inside; an older `.tflite` reads `MODEL.json` beside it)"
+        description="`.onnx` or `.tflite` (both carry their spec inside; an older `.tflite` reads `MODEL.json` "
+        "beside it)"
     )
     source: NonEmptyText = Field(
         description="camera index or device, GStreamer pipeline, stream URL, video file, image file or folder "
