@@ -82,11 +82,35 @@ def test_resume_continues_exactly(tmp_path):
     assert first["epochs_run"] == 1
     resumed = train(load_config(None, [*base, f"out={tmp_path / 'b'}"]), resume=first["last"])
     assert resumed["epochs_run"] == 3
-    a = torch.load(straight["last"], weights_only=True)["model"]
-    b = torch.load(resumed["last"], weights_only=True)["model"]
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    a = torch.load(straight["last"], weights_only=True)
+    b = torch.load(resumed["last"], weights_only=True)
+    assert a["ema"] == b["ema"] and a["ema"]["updates"] > 0
+    for part in ("model", "train_model"):  # the moving average (saved, exported) and the raw weights
+        assert a[part].keys() == b[part].keys()
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), (part, k)
+
+
+@pytest.mark.slow
+def test_best_is_picked_on_the_smoothed_ap50_only_when_the_val_split_is_big_enough(tmp_path):
+    base = [*TINY, "epochs=3", "eval.every=1", "eval.select_smoothing=0.5"]
+    small = train(load_config(None, [*base, f"out={tmp_path / 'small'}"]))  # a few val images < 50: final weights
+    best, last = (torch.load(small[k], weights_only=True) for k in ("best", "last"))
+    assert best["selection"]["rule"] == "final" and best["epoch"] == last["epoch"] == 2
+    assert all(torch.equal(best["model"][k], last["model"][k]) for k in last["model"])
+    picked = train(load_config(None, [*base, f"out={tmp_path / 'big'}", "eval.select_min_images=1"]))
+    rows = torch.load(picked["last"], weights_only=True)["history"]  # the metrics at full precision
+    assert "AP50_smoothed" in next(csv.DictReader((tmp_path / "big" / "metrics.csv").open()))
+    smoothed, expected = [], -1.0
+    for row in rows:  # s * previous + (1 - s) * AP50, starting from the first AP50
+        ap50 = float(row["AP50"])
+        expected = ap50 if expected < 0 else 0.5 * expected + 0.5 * ap50
+        assert float(row["AP50_smoothed"]) == pytest.approx(expected)
+        smoothed.append(expected)
+    best = torch.load(picked["best"], weights_only=True)
+    assert best["selection"]["rule"] == "smoothed"
+    assert best["epoch"] == max(range(3), key=lambda e: (smoothed[e], -e))  # the first epoch of the best value
+    assert best["selection"]["best"] == pytest.approx(max(smoothed))
 
 
 def test_resume_with_another_model_is_refused(tmp_path):

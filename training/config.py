@@ -135,6 +135,26 @@ class EvalSection(StrictModel):
         5, description="epochs between evaluations; the last epoch is always evaluated when `data.val` is set"
     )
     score_threshold: ZeroToOne = Field(0.01, description="lowest score kept for the AP evaluation")
+    select_min_images: Annotated[Int, Field(ge=0)] = Field(
+        50,
+        description="`best.pt` is picked on the smoothed val AP50 only when `data.val` has at least this many "
+        "images; on a smaller split it is the final weights (`last.pt`)",
+    )
+    select_smoothing: Annotated[Number, Field(ge=0, lt=1)] = Field(
+        0.5, description="weight of the previous smoothed AP50 when a new evaluation comes in (0: none)"
+    )
+
+
+class EmaSection(StrictModel):
+    """The moving average of the weights that is evaluated, saved and exported."""
+
+    enabled: Flag = Field(True, description="keep an exponential moving average of the weights")
+    decay: Annotated[Number, Field(ge=0, lt=1)] = Field(
+        0.998, description="final decay per step: the average spans about 1 / (1 - decay) steps"
+    )
+    tau: Annotated[Number, Field(gt=0)] = Field(
+        200.0, description="ramp in steps: the decay is decay * (1 - exp(-steps / tau))"
+    )
 
 
 class TrainingConfig(StrictModel):
@@ -160,6 +180,7 @@ class TrainingConfig(StrictModel):
     optimizer: Annotated[OptimizerSection, SectionInput] = section(OptimizerSection, "the optimiser")
     schedule: Annotated[ScheduleSection, SectionInput] = section(ScheduleSection, "the learning-rate schedule")
     eval: Annotated[EvalSection, SectionInput] = section(EvalSection, "evaluation during training")
+    ema: Annotated[EmaSection, SectionInput] = section(EmaSection, "moving average of the weights")
 
 
 DEFAULTS: dict[str, Any] = TrainingConfig().model_dump()

@@ -3,9 +3,10 @@
 One process on CPU or one GPU, or many GPUs with DistributedDataParallel under ``torchrun`` (NCCL on
 CUDA, gloo on CPU): a DistributedSampler splits the data, rank 0 alone logs, evaluates and writes
 checkpoints, and the losses reported are averaged over ranks. Checkpoints carry the full config and the
-class names, are written atomically (``last.pt`` every epoch, ``best.pt`` on the best AP50), and
-``--resume`` continues exactly: the optimiser, schedule, epoch and the data order (a function of the seed
-and epoch) are restored.
+class names, are written atomically (``last.pt`` every epoch, ``best.pt`` on the best smoothed AP50 of a
+val split big enough to pick on, else the final weights), and ``--resume`` continues exactly: the
+optimiser, schedule, epoch, the moving average of the weights and the data order (a function of the seed
+and epoch) are restored. What is evaluated, saved and exported is the moving average (:mod:`.ema`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from edgedet.training.augment import train_transform
 from edgedet.training.checkpoint import load_checkpoint, save_checkpoint
 from edgedet.training.config import AUTO_SCORE_FALLBACK, load_config
 from edgedet.training.data_loader import DetectionDataset, EpochSampler, collate
+from edgedet.training.ema import ModelEMA
 from edgedet.training.evaluate import evaluate_model
 from edgedet.training.losses import CenterNetLoss, MultiBoxLoss
 from edgedet.training.model_factory import build_model
@@ -230,11 +232,25 @@ class _Clock:
 
 
 @dataclass
+class _Selection:
+    """How ``best.pt`` is picked: on the smoothed val AP50 when the split is big enough to pick on
+    (``eval.select_min_images``), else it is the final weights — on 23 images the single best evaluation
+    is mostly noise, and a file picked on it generalises worse than the last one."""
+
+    rule: str = "final"  # "smoothed" | "final"
+    smoothed: float = -1.0  # the exponentially smoothed AP50 of the evaluations so far
+    best: float = -1.0  # the smoothed AP50 of best.pt
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "smoothed": self.smoothed, "best": self.best}
+
+
+@dataclass
 class _Start:
     """Where the run begins: epoch 0 from scratch, or after the epoch of a resumed checkpoint."""
 
     epoch: int = 0
-    best_ap50: float = -1.0
+    selection: _Selection = field(default_factory=_Selection)
     history: list[dict[str, Any]] = field(default_factory=list)
     checkpoint: dict[str, Any] | None = None  # the resumed checkpoint (optimiser, schedule, scaler)
 
@@ -256,6 +272,12 @@ class _Loop:
     loss_fn: nn.Module
     head: str
     parts: tuple[str, ...]  # the loss components after the total, as named in the metrics
+    ema: ModelEMA | None = None  # the averaged weights: what is evaluated, saved and exported
+
+    @property
+    def kept(self) -> nn.Module:
+        """The model that is evaluated and saved: the moving average when there is one."""
+        return self.ema.module if self.ema is not None else self.model
 
 
 def _train(config: dict[str, Any], resume: str | None, dd: _Dist, device: torch.device) -> dict[str, Any]:
@@ -269,18 +291,29 @@ def _train(config: dict[str, Any], resume: str | None, dd: _Dist, device: torch.
     if dd.main:
         _announce(config, spec, train_set, out, dd, device)
     writer = _tensorboard(out) if dd.main else None
-    best_ap50, history = start.best_ap50, start.history
+    selection, history = start.selection, start.history
+    if val_set is not None:
+        big_enough = len(val_set) >= config["eval"]["select_min_images"]
+        selection.rule = "smoothed" if big_enough else "final"
+        if dd.main and not big_enough:
+            log.info(
+                "best.pt = the final weights: %d val images are too few to pick an epoch on "
+                "(eval.select_min_images %d)",
+                len(val_set),
+                config["eval"]["select_min_images"],
+            )
     metrics: dict[str, Any] = {}
     epoch = start.epoch - 1
     for epoch in range(start.epoch, config["epochs"]):
         metrics, out_of_time = _train_epoch(loop, config, epoch, dd, device, clock)
         stopped_early = out_of_time or _stop_requested(config, epoch, start.epoch)
         if dd.main and val_set is not None and _evaluates(config, epoch, stopped_early):
-            spec = _evaluate(config, model, spec, val_set, metrics)
+            spec = _evaluate(config, loop.kept, spec, val_set, metrics)
         history.append(metrics)
         if dd.main:
+            new_best = _select(config, selection, metrics)
             _record_epoch(out, writer, epoch, metrics)
-            best_ap50 = _save_checkpoints(out, config, loop, spec, epoch, history, best_ap50, metrics)
+            _save_checkpoints(out, config, loop, spec, epoch, history, selection, new_best)
         dd.barrier()
         if stopped_early:
             if dd.main:
@@ -291,7 +324,7 @@ def _train(config: dict[str, Any], resume: str | None, dd: _Dist, device: torch.
     return {
         "out": str(out),
         "last": str(out / "last.pt"),
-        "best": str(out / "best.pt") if best_ap50 >= 0 else None,
+        "best": str(out / "best.pt") if (out / "best.pt").is_file() else None,
         "metrics": metrics,
         "epochs_run": epoch + 1,
         "wall_s": clock.elapsed(),
@@ -321,8 +354,9 @@ def _build_model(
             spec = replace(spec, score_threshold=ckpt_spec.score_threshold)
         if ckpt_spec != spec:
             raise ValueError(f"{resume}: its model spec differs from this config's; resume with the same config")
-        model.load_state_dict(ckpt["model"])
-        start = _Start(int(ckpt["epoch"]) + 1, float(ckpt.get("best_ap50", -1.0)), list(ckpt.get("history", [])), ckpt)
+        model.load_state_dict(ckpt.get("train_model", ckpt["model"]))  # the raw weights, when averaged
+        selection = _Selection(**ckpt["selection"]) if "selection" in ckpt else _Selection()
+        start = _Start(int(ckpt["epoch"]) + 1, selection, list(ckpt.get("history", [])), ckpt)
         return model, spec, start
     if config["model"]["init"]:
         _, _, init = load_checkpoint(config["model"]["init"])
@@ -358,6 +392,14 @@ def _build_loop(
         if "scaler" in checkpoint:
             scaler.load_state_dict(checkpoint["scaler"])
     parts = ("loc", "conf") if spec.head == "ssd" else ("heat", "size", "offset")
+    ema = None
+    if config["ema"]["enabled"]:
+        ema = ModelEMA(model, config["ema"]["decay"], config["ema"]["tau"])
+        if checkpoint is not None and "ema" in checkpoint:
+            ema.module.load_state_dict(checkpoint["model"])
+            ema.updates = int(checkpoint["ema"]["updates"])
+        elif checkpoint is not None:  # a run saved without an average: start one from its weights
+            ema.updates = 0
     return _Loop(
         model=model,
         net=net,
@@ -372,6 +414,7 @@ def _build_loop(
         loss_fn=make_loss(config, spec),
         head=spec.head,
         parts=parts,
+        ema=ema,
     )
 
 
@@ -454,6 +497,8 @@ def _step(loop: _Loop, images: torch.Tensor, targets: dict[str, torch.Tensor]):
     loop.scaler.step(loop.optimizer)
     loop.scaler.update()
     loop.scheduler.step()
+    if loop.ema is not None:
+        loop.ema.update(loop.model)
     return losses
 
 
@@ -491,6 +536,24 @@ def _record_epoch(out: Path, writer: Any, epoch: int, metrics: dict[str, Any]) -
             writer.add_scalar(k, v, epoch + 1)
 
 
+def _select(config: dict[str, Any], selection: _Selection, metrics: dict[str, Any]) -> bool:
+    """Fold this epoch's AP50 (when it was evaluated) into the smoothed AP50 (``AP50_smoothed`` in the
+    metrics); whether the epoch becomes ``best.pt``."""
+    if "AP50" not in metrics:
+        return False
+    ap50 = float(metrics["AP50"])
+    s = config["eval"]["select_smoothing"]
+    selection.smoothed = ap50 if selection.smoothed < 0 else s * selection.smoothed + (1 - s) * ap50
+    metrics["AP50_smoothed"] = selection.smoothed
+    if selection.rule == "final":
+        selection.best = ap50
+        return True
+    if selection.smoothed > selection.best:
+        selection.best = selection.smoothed
+        return True
+    return False
+
+
 def _save_checkpoints(
     out: Path,
     config: dict[str, Any],
@@ -498,24 +561,27 @@ def _save_checkpoints(
     spec: ModelSpec,
     epoch: int,
     history: list[dict[str, Any]],
-    best_ap50: float,
-    metrics: dict[str, Any],
-) -> float:
-    """Rank 0: ``best.pt`` on a new best AP50, ``last.pt`` always, with everything ``--resume`` needs;
-    returns the best AP50 so far."""
-    state = {
+    selection: _Selection,
+    new_best: bool,
+) -> None:
+    """Rank 0: ``last.pt`` always, ``best.pt`` as :class:`_Selection` picks it, each with everything
+    ``--resume`` needs. The checkpoint's model is the moving average (what is exported); the raw
+    weights ride along as ``train_model`` so that a resumed run continues exactly."""
+    state: dict[str, Any] = {
         "config": config,
         "epoch": epoch,
         "optimizer": loop.optimizer.state_dict(),
         "scheduler": loop.scheduler.state_dict(),
         "scaler": loop.scaler.state_dict(),
         "history": history,
+        "selection": selection.to_dict(),
+        "best_ap50": selection.best,
     }
-    if metrics.get("AP50", -1.0) > best_ap50:
-        best_ap50 = float(metrics["AP50"])
-        save_checkpoint(out / "best.pt", loop.model, spec, best_ap50=best_ap50, **state)
-    save_checkpoint(out / "last.pt", loop.model, spec, best_ap50=best_ap50, **state)
-    return best_ap50
+    if loop.ema is not None:
+        state.update(train_model=loop.model.state_dict(), ema=loop.ema.state())
+    save_checkpoint(out / "last.pt", loop.kept, spec, **state)
+    if new_best:
+        save_checkpoint(out / "best.pt", loop.kept, spec, **state)
 
 
 def _single_threaded_worker(_: int) -> None:
