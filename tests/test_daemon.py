@@ -131,7 +131,13 @@ class DaemonProcess:
     """``python -m edgedet.cli camera --config CONFIG`` with the HTTP server on a free port (``port: 0``)."""
 
     def __init__(
-        self, workdir: Path, config: dict, args: tuple[str, ...] = (), wait: bool = True, env: dict | None = None
+        self,
+        workdir: Path,
+        config: dict,
+        args: tuple[str, ...] = (),
+        wait: bool = True,
+        env: dict | None = None,
+        preexec_fn=None,
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "camera.yaml"
@@ -144,6 +150,7 @@ class DaemonProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
+            preexec_fn=preexec_fn,  # e.g. a lower RLIMIT_NOFILE
         )
         self.url = ""
         if wait:
@@ -686,6 +693,37 @@ def test_mqtt_broker_down_at_start_queues_qos1_events_until_it_comes(broker):
         t0 = time.monotonic()
         sink.close()
         assert time.monotonic() - t0 < 1.5
+        sub.close()
+        if forwarder is not None:
+            forwarder.close()
+
+
+@pytest.mark.slow
+def test_mqtt_queue_overflow_keeps_the_newest_events_and_delivers_later_ones(broker):
+    """Broker away, 8 QoS 1 events for a queue of 5: the 3 oldest are dropped (not the newest); when the
+    broker comes the 5 newest arrive in order, then the events made after it came."""
+    from edgedet.edge.camera.config import MqttConfig
+    from edgedet.edge.camera.sinks import MqttSink
+
+    port = free_port()  # nothing listens here yet
+    sub = Subscriber(broker, "edgedet/cam/#")
+    sink = MqttSink(MqttConfig(host="127.0.0.1", port=port, qos=1), "cam", max_queued=5, reconnect_max_s=1)
+    forwarder = None
+    received = lambda: [json.loads(p)["frame_index"] for p in sub.on("edgedet/cam/detections")]  # noqa: E731
+    try:
+        for i in range(8):
+            sink.emit({"frame_index": i})
+        assert sink.queued == 5 and sink.errors == 3
+        forwarder = Forwarder(port, broker)  # the broker 'comes up' on the sink's port
+        forwarder.start()
+        sub.wait(lambda: len(received()) >= 5, timeout=15, what="the queued events")
+        for i in range(8, 11):  # made after the broker came back
+            sink.emit({"frame_index": i})
+        sub.wait(lambda: len(received()) >= 8, timeout=10, what="the new events")
+        assert received() == [3, 4, 5, 6, 7, 8, 9, 10]
+        assert sink.connected and sink.queued == 0 and sink.errors == 3
+    finally:
+        sink.close()
         sub.close()
         if forwarder is not None:
             forwarder.close()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgedet.edge.camera.redact import redact_text
 from edgedet.edge.camera.sources import CaptureSource, SourceEnded, SourceError
 
 __all__ = ["Backoff", "CaptureThread", "Frame", "FrameSlot"]
@@ -98,7 +99,8 @@ class CaptureThread(threading.Thread):
     ``state`` is ``connecting``, ``streaming``, ``waiting`` (backing off before a reconnect), ``finished``
     (a file or folder played once, ``loop`` off) or ``stopped``. Counters: ``captured``, ``reconnects``
     (attempts to re-open after a failure), ``loops``; ``heartbeat`` is the monotonic time of the last
-    progress, for stall detection.
+    progress, for stall detection. ``last_error`` says why the source failed (credentials hidden) until a
+    frame comes again.
     """
 
     def __init__(
@@ -173,7 +175,7 @@ class CaptureThread(threading.Thread):
             try:
                 source = self._opener()
             except SourceError as exc:
-                self.last_error, failed = str(exc), True
+                self.last_error, failed = redact_text(str(exc)), True
                 continue
             if failed:
                 log.info("source: reconnected")
@@ -209,9 +211,10 @@ class CaptureThread(threading.Thread):
                     log.debug("source: end reached, looping")
                 return False
             except SourceError as exc:
-                self.last_error = str(exc)
+                self.last_error = redact_text(str(exc))
                 return True
             self._beat()
+            self.last_error = None  # frames flow again: the old error is history
             self.slot.put(Frame(image, self.captured, position, time.time()))
             self.captured += 1
             if time.monotonic() - self._healthy_since >= HEALTHY_AFTER_S:

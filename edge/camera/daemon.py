@@ -9,7 +9,9 @@ Data path, one module per step: :mod:`edgedet.edge.camera.sources` (camera, pipe
 
 The detector runs in the main thread; SIGTERM / SIGINT stop it within two seconds, flushing the events
 file and publishing MQTT ``offline``. Under systemd (``Type=notify``) it reports ``READY=1`` and pings the
-watchdog while the capture and detector threads make progress. Configuration: :mod:`edgedet.edge.camera.config`.
+watchdog while it is healthy (:meth:`Daemon.health`): the capture and detector threads make progress and,
+while frames are captured, frames are processed. Start-up runs one inference on a blank frame, so a model
+whose outputs do not fit its spec is an error at once. Configuration: :mod:`edgedet.edge.camera.config`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
 from edgedet.edge.camera.capture import Backoff, CaptureThread, Frame, FrameSlot
@@ -31,16 +34,20 @@ from edgedet.edge.camera.events import build_event
 from edgedet.edge.camera.http import HttpApp, HttpServer
 from edgedet.edge.camera.latest_result import LatestResult
 from edgedet.edge.camera.metrics import LATENCY_BUCKETS, CounterFunction, Registry
+from edgedet.edge.camera.redact import redact_text
 from edgedet.edge.camera.sinks import JsonLinesSink, MqttSink, Sink
 from edgedet.edge.camera.sources import (
     CaptureSource,
+    SourceError,
     SourceOptions,
+    check_url,
     gstreamer_available,
     open_source,
     redact,
     source_kind,
 )
 from edgedet.edge.camera.systemd import Watchdog, notify
+from edgedet.edge.runtime.backends.base import failure_reason
 from edgedet.edge.runtime.detector import Detection, Detector, load_spec
 from edgedet.edge.runtime.pipeline import Pipeline
 
@@ -51,16 +58,35 @@ log = logging.getLogger(__name__)
 STATUS_EVERY_S = 60.0
 FPS_WINDOW_S = 5.0
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# /healthz is 503 when, while frames are captured, none was processed successfully for this long (at least
+# three inference times or max_fps periods), or when failures outnumber successes (MIN_FAILURES or more).
+PROCESSING_WINDOW_S = 10.0
+MIN_FAILURES = 10
+
+
+def check_detector(detector: Detector, model: str, spec_key: str | None = None) -> None:
+    """Run one inference on a blank frame of the model's input size: ``ValueError`` naming the model and
+    what does not fit when its outputs do not match the spec (instead of failing on every frame later)."""
+    spec = detector.spec
+    width, height = spec.input_width, spec.input_height
+    try:
+        detector.detect(np.zeros((height, width, 3), np.uint8))
+    except Exception as exc:  # any runtime or decoder failure: the model cannot work with this spec
+        where = f"the spec {spec_key!r}" if spec_key else "the spec in the model's metadata"
+        raise ValueError(
+            f"model: {model}: a test inference on a blank {width}x{height} frame failed, so the model does not "
+            f"fit {where} ({spec.head} head, {len(spec.labels)} label(s)): {failure_reason(exc)}"
+        ) from exc
 
 
 def open_detector(config: DaemonConfig) -> Detector:
-    """The config's model; errors name the ``model`` / ``spec`` key."""
+    """The config's model, tried once on a blank frame; errors name the ``model`` / ``spec`` key."""
     try:
         spec = load_spec(config.spec) if config.spec else None
     except (FileNotFoundError, ValueError) as exc:
         raise ValueError(f"spec: {exc}") from exc
     try:
-        return Detector.from_model(
+        detector = Detector.from_model(
             config.model,
             spec=spec,
             threads=config.threads,
@@ -69,6 +95,8 @@ def open_detector(config: DaemonConfig) -> Detector:
         )
     except (FileNotFoundError, ValueError) as exc:
         raise ValueError(f"model: {exc}") from exc
+    check_detector(detector, config.model, config.spec)
+    return detector
 
 
 class Daemon:
@@ -80,16 +108,29 @@ class Daemon:
         config: DaemonConfig,
         detector: Detector | None = None,
         opener: Callable[[], CaptureSource] | None = None,
+        *,
+        processing_window_s: float = PROCESSING_WINDOW_S,
+        http_options: dict[str, Any] | None = None,
     ) -> None:
-        """``detector``: instead of the config's model; ``opener``: what the capture thread opens instead of
-        ``config.source`` (tests and benchmarks)."""
+        """``detector``: instead of the config's model (not tried on a blank frame); ``opener``: what the
+        capture thread opens instead of ``config.source`` (tests and benchmarks); ``processing_window_s``:
+        see :meth:`health`; ``http_options``: keyword arguments for
+        :class:`~edgedet.edge.camera.http.HttpServer` (``max_connections``, ``request_timeout_s``...)."""
         self.config = config
         self.source = redact(config.source)
-        if source_kind(config.source) == "gstreamer" and not gstreamer_available():
+        kind = source_kind(config.source)
+        if kind == "gstreamer" and not gstreamer_available():
             raise ValueError(
                 "source: a GStreamer pipeline needs OpenCV built with GStreamer, and this one is not (the pip "
                 "wheel never is); use the system python3-opencv, see deploy/README.md"
             )
+        if kind == "url" and opener is None:
+            try:
+                check_url(str(config.source).strip())
+            except SourceError as exc:
+                raise ValueError(f"source: {exc}") from exc
+        self.processing_window_s = processing_window_s
+        self.http_options = dict(http_options or {})
         self.detector = detector if detector is not None else open_detector(config)
         self.stopping = threading.Event()
         self.slot = FrameSlot()
@@ -112,6 +153,10 @@ class Daemon:
         self._last_frame_time = 0.0
         self._recent: collections.deque[float] = collections.deque(maxlen=1024)  # monotonic times, for fps
         self._failures = 0
+        self._last_failure: str | None = None
+        self._last_ok = time.monotonic()  # the last frame processed successfully (or the start)
+        self._captured_at_ok = 0  # capture.captured then
+        self._outcomes: collections.deque[list[int]] = collections.deque(maxlen=300)  # [second, ok, failed]
         self._build_metrics()
 
     # ------------------------------------------------------------------------------------------- metrics
@@ -200,23 +245,77 @@ class Daemon:
 
     # -------------------------------------------------------------------------------------------- health
 
+    def _tally(self, ok: bool) -> None:
+        """Count a frame's outcome in its second (main thread only)."""
+        second = int(time.monotonic())
+        if not self._outcomes or self._outcomes[-1][0] != second:
+            self._outcomes.append([second, 0, 0])
+        self._outcomes[-1][1 if ok else 2] += 1
+
+    def processing_window(self) -> float:
+        """Seconds without a processed frame (while frames are captured) before /healthz says ``failing``."""
+        gap = 1.0 / self.config.max_fps if self.config.max_fps else 0.0
+        return max(self.processing_window_s, 3 * gap, 3 * self.detector.last_timings.total_ms / 1e3)
+
+    def _processing_problem(self) -> str | None:
+        """Why frames are not being processed, or ``None`` when they are (or none are captured)."""
+        now = time.monotonic()
+        window = self.processing_window()
+        since = now - window
+        ok = failed = 0
+        outcomes = self._outcomes  # appended by the detector loop meanwhile: index from the newest end
+        for i in range(1, len(outcomes) + 1):
+            try:
+                second, good, bad = outcomes[-i]
+            except IndexError:
+                break
+            if second + 1 <= since:
+                break
+            ok, failed = ok + good, failed + bad
+        last = f"; the last: {self._last_failure}" if self._last_failure else ""
+        captured = self.capture.captured - self._captured_at_ok
+        idle = now - self._last_ok
+        if captured > 0 and idle > window:
+            return (
+                f"no frame processed successfully for {idle:.0f} s while {captured} were captured "
+                f"({self._failures} inference errors{last})"
+            )
+        if failed >= MIN_FAILURES and failed > ok:
+            return f"inference failed on {failed} of {ok + failed} frames in the last {window:.0f} s{last}"
+        return None
+
     def health(self) -> tuple[bool, dict[str, Any]]:
-        """``(ok, status)``: not ok when the detector loop or the capture thread is stuck."""
+        """``(ok, status)``: not ok when the detector loop or the capture thread is stuck (``stalled``, for
+        ``stall_timeout_s``) or when captured frames are not being processed (``failing``: none processed
+        successfully for :meth:`processing_window` seconds, or inference failures outnumber successes);
+        ``reason`` says why."""
         limit = self.config.stall_timeout_s
         loop_age = time.monotonic() - self.heartbeat
         capture_age = self.capture.stalled_for()
-        ok = loop_age < limit and capture_age < limit and not self.stopping.is_set()
+        reason: str | None = None
+        if self.stopping.is_set():
+            state, reason = "stopping", "the daemon is stopping"
+        elif loop_age >= limit or capture_age >= limit:
+            which = "detector loop" if loop_age >= capture_age else "capture thread"
+            state = "stalled"
+            reason = f"the {which} made no progress for {max(loop_age, capture_age):.0f} s"
+        else:
+            reason = self._processing_problem()
+            state = "ok" if reason is None else "failing"
+        error = self.capture.last_error
         status = {
-            "status": "ok" if ok else ("stopping" if self.stopping.is_set() else "stalled"),
+            "status": state,
+            "reason": reason,
             "camera": self.config.name,
             "source": self.source,
             "source_state": self.capture.state,
-            "source_error": self.capture.last_error,
+            "source_error": redact_text(error, self.config.source) if error else None,
             "frames_processed": self.processed,
+            "inference_errors": self._failures,
             "last_frame_age_s": round(time.time() - self._last_frame_time, 3) if self._last_frame_time else None,
             "uptime_s": round(time.monotonic() - self.started, 3),
         }
-        return ok, status
+        return state == "ok", status
 
     # ----------------------------------------------------------------------------------------- lifecycle
 
@@ -229,6 +328,7 @@ class Daemon:
         if cfg.mqtt is not None:
             self.mqtt = MqttSink(cfg.mqtt, cfg.name, reconnect_max_s=cfg.reconnect.max_s)
             self.sinks.append(self.mqtt)
+        self._last_ok, self._captured_at_ok = time.monotonic(), self.capture.captured
         if cfg.http.enabled:
             app = HttpApp(
                 self.results,
@@ -240,7 +340,7 @@ class Daemon:
                 stream_clients=cfg.http.stream_clients,
             )
             try:
-                self.http = HttpServer(cfg.http.host, cfg.http.port, app)
+                self.http = HttpServer(cfg.http.host, cfg.http.port, app, **self.http_options)
             except OSError as exc:
                 raise ValueError(
                     f"http: cannot listen on {cfg.http.host}:{cfg.http.port} ({exc.strerror or exc})"
@@ -272,11 +372,19 @@ class Daemon:
         next_at = 0.0
         next_status = time.monotonic() + STATUS_EVERY_S
         pipeline = Pipeline(self.detector) if self.config.pipeline and not gap else None
+        healthy = True
         try:
             while not self.stopping.is_set():
                 now = time.monotonic()
                 self.heartbeat = now
-                if watchdog.enabled and self.health()[0]:
+                ok, status = self.health()
+                if ok != healthy and not self.stopping.is_set():
+                    healthy = ok
+                    if ok:
+                        log.info("healthy again")
+                    else:
+                        log.error("unhealthy: %s%s", status["reason"], self._no_watchdog(watchdog))
+                if watchdog.enabled and ok:
                     watchdog.ping()
                 if now >= next_status:
                     next_status = now + STATUS_EVERY_S
@@ -316,9 +424,15 @@ class Daemon:
         if done is not None:
             self.publish(*done)
 
+    @staticmethod
+    def _no_watchdog(watchdog: Watchdog) -> str:
+        return "; watchdog pings stop" if watchdog.enabled else ""
+
     def _failed(self, exc: Exception, what: str) -> None:
         self.m_errors.inc()
         self._failures += 1
+        self._last_failure = failure_reason(exc, limit=200)
+        self._tally(False)
         if self._failures <= 3 or self._failures % 100 == 0:
             log.error("detector failed on %s (%d so far): %s", what, self._failures, exc)
 
@@ -343,6 +457,8 @@ class Daemon:
         self.processed += 1
         self._last_frame_time = frame.timestamp
         self._recent.append(time.monotonic())
+        self._last_ok, self._captured_at_ok = time.monotonic(), self.capture.captured
+        self._tally(True)
         event = build_event(self.config.name, self.source, frame, detections, timings)
         self.results.update(frame, detections, event)
         if detections or self.config.events.include_empty:

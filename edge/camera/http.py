@@ -11,13 +11,28 @@
 
 With ``http.token`` every endpoint except ``/healthz`` needs ``Authorization: Bearer <token>`` (401
 otherwise). The server binds ``127.0.0.1`` unless configured otherwise.
+
+No client can take the daemon down (the camera, the detector, the watchdog):
+
+* at most ``max_connections`` connections are served at once (one thread each); one more gets a quick
+  ``503`` and is closed, before anything is read from it;
+* a request's line and headers must all arrive within ``request_timeout_s`` of the connection (one
+  deadline for the whole head, not per read, so a client trickling a byte at a time is cut off too) and
+  may total at most ``MAX_HEAD_BYTES``;
+* connections are refused (``503``) while the process's open files come within ``fd_reserve`` of
+  ``RLIMIT_NOFILE``: the camera, the model and the events file keep the reserve; at the limit itself
+  the accept loop backs off instead of spinning;
+* the listen backlog is ``request_queue_size`` (64), so a burst of clients is queued, not SYN-retried.
 """
 
 from __future__ import annotations
 
+import errno
 import hmac
+import io
 import json
 import logging
+import os
 import socket
 import socketserver
 import threading
@@ -31,12 +46,87 @@ from urllib.parse import urlsplit
 from edgedet.edge.camera.latest_result import LatestResult
 from edgedet.edge.camera.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
+try:
+    import resource
+except ImportError:  # not on Windows: the connection cap still applies
+    resource = None  # type: ignore[assignment]
+
 __all__ = ["ENDPOINTS", "HttpApp", "HttpServer"]
 
 log = logging.getLogger(__name__)
 
 ENDPOINTS = ("/healthz", "/metrics", "/detections", "/snapshot.jpg", "/stream.mjpg")
 BOUNDARY = "frame"
+
+MAX_CONNECTIONS = 64  # connections served at once (one thread each); more get 503
+REQUEST_TIMEOUT_S = 10.0  # the request line and headers must all arrive within this
+MAX_HEAD_BYTES = 16384  # request line + headers (GET only: no bodies)
+REQUEST_QUEUE_SIZE = 64  # listen backlog
+FD_RESERVE = 64  # open files kept free for the camera, the model and files (at most a quarter of the limit)
+LINGER_S = 1.0  # a refused connection is kept this long, half-closed, so its client reads the 503
+MAX_LINGERING = 32  # refused connections kept half-closed at once (beyond: closed at once)
+
+
+def open_fds() -> int | None:
+    """How many files this process has open (``None`` where ``/proc`` cannot tell)."""
+    try:
+        return len(os.listdir("/proc/self/fd")) - 1  # less the listing's own
+    except OSError as exc:
+        return 1 << 30 if exc.errno in (errno.EMFILE, errno.ENFILE) else None
+
+
+def fd_limit() -> int | None:
+    """The soft ``RLIMIT_NOFILE`` (``None``: unknown or unlimited)."""
+    if resource is None:
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+class _Throttled:
+    """Log a repeating condition at most once every ``every`` seconds."""
+
+    def __init__(self, every: float = 30.0) -> None:
+        self.every = every
+        self._last = -1e9
+
+    def warning(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.every:
+            self._last = now
+            log.warning(message, *args)
+
+
+class _HeadTooLarge(ConnectionAbortedError):
+    pass
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The socket's reads for a handler: each ``recv`` waits at most until the handler's ``deadline``
+    (while the request head is read), and the head may not pass ``MAX_HEAD_BYTES``."""
+
+    def __init__(self, sock: socket.socket, handler: _Handler) -> None:
+        self._sock = sock
+        self._handler = handler
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        handler = self._handler
+        deadline = handler.deadline
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"request head not complete within {handler.server.request_timeout_s:g} s")
+            if handler.head_bytes >= MAX_HEAD_BYTES:
+                raise _HeadTooLarge(f"request head over {MAX_HEAD_BYTES} bytes")
+            self._sock.settimeout(min(left, handler.timeout))
+            view = memoryview(buffer)[: MAX_HEAD_BYTES - handler.head_bytes]
+            n = self._sock.recv_into(view)
+            handler.head_bytes += n
+            return n
+        return self._sock.recv_into(buffer)
 
 
 @dataclass
@@ -65,6 +155,32 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "edgedet"
     timeout = 10.0  # a client that stops reading is dropped instead of holding a thread
     server: _Server
+    deadline: float | None = None  # monotonic time by which the request head must be in
+    head_bytes = 0
+
+    def setup(self) -> None:
+        self.deadline = time.monotonic() + self.server.request_timeout_s  # from the accept, not the first byte
+        super().setup()
+        self.rfile.close()  # the plain socket file: replaced by one that keeps the deadline
+        self.rfile = io.BufferedReader(_DeadlineReader(self.connection, self))
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ConnectionError, TimeoutError) as exc:  # the client went away, or sent too much
+            log.debug("%s: %s", self.address_string(), exc)
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()  # the request line and all the headers are in
+        self.deadline = None
+        self.connection.settimeout(self.timeout)  # writes: per-send timeout
+        return ok
+
+    def handle_one_request(self) -> None:
+        if self.deadline is None:  # a keep-alive connection's next request: a new deadline
+            self.deadline = time.monotonic() + self.server.request_timeout_s
+            self.head_bytes = 0
+        super().handle_one_request()
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
@@ -147,27 +263,207 @@ class _Handler(BaseHTTPRequestHandler):
             app.stream_slots.release()
 
 
+def _busy_response(reason: str) -> bytes:
+    body = (json.dumps({"status": "busy", "error": reason}) + "\n").encode()
+    head = (
+        "HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # stream handlers never block shutdown
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], app: HttpApp) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        app: HttpApp,
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
+        request_queue_size: int = REQUEST_QUEUE_SIZE,
+        fd_reserve: int = FD_RESERVE,
+    ) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.app = app
+        self.max_connections = max(1, int(max_connections))
+        self.request_timeout_s = float(request_timeout_s)
+        self.request_queue_size = int(request_queue_size)  # listen(): read by server_activate
+        self.fd_reserve = int(fd_reserve)
+        self.active = 0  # connections being served
+        self.refused = 0  # connections answered 503 at once
+        self._count_lock = threading.Lock()
+        self._lingering: list[tuple[float, socket.socket]] = []
+        self._warn = _Throttled()
+        self._spare: int | None = None
         super().__init__(address, _Handler)
+        self._spare = self._open_spare()
 
     def server_bind(self) -> None:
         socketserver.TCPServer.server_bind(self)  # HTTPServer's version does a reverse DNS lookup
         self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
+    # ------------------------------------------------------------------------------ accept and refuse
+
+    @staticmethod
+    def _open_spare() -> int | None:
+        try:
+            return os.open(os.devnull, os.O_RDONLY)
+        except OSError:
+            return None
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        try:
+            return super().get_request()
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                raise
+            # Out of file descriptors: the pending connection stays readable, so select() would wake at
+            # once and this loop would spin. Free the spare descriptor to accept and drop it, and pause.
+            self._warn.warning("http: out of file descriptors (%s); dropping connections", exc.strerror)
+            if self._spare is not None:
+                os.close(self._spare)
+                self._spare = None
+                try:
+                    sock, _ = self.socket.accept()
+                    sock.close()
+                except OSError:
+                    pass
+                self._spare = self._open_spare()
+            time.sleep(0.05)
+            raise
+
+    def _fds_short(self) -> str | None:
+        """Why the process is short of file descriptors (``None``: it is not)."""
+        limit = fd_limit()
+        if limit is None or self.fd_reserve <= 0:
+            return None
+        reserve = min(self.fd_reserve, max(limit // 4, 1))
+        used = open_fds()
+        if used is not None and used >= limit - reserve:
+            return f"too many open files ({used} of {limit}; {reserve} kept for the camera and files)"
+        return None
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        short = self._fds_short()
+        reason = short
+        if self.active >= self.max_connections:
+            reason = f"too many connections (at most {self.max_connections})"
+        if reason is not None:
+            self.refused += 1
+            self._warn.warning("http: refusing connections: %s", reason)
+            self._refuse(request, reason, linger=short is None)
+            return
+        with self._count_lock:
+            self.active += 1
+        try:
+            super().process_request(request, client_address)  # starts the connection's thread
+        except BaseException:
+            self._done()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._done()
+
+    def _done(self) -> None:
+        with self._count_lock:
+            self.active -= 1
+
+    def _refuse(self, sock: socket.socket, reason: str, linger: bool) -> None:
+        """Answer 503 without reading the request; half-close and, with ``linger`` (descriptors to spare),
+        keep the socket a moment so that its client reads the answer instead of a reset."""
+        try:
+            sock.setblocking(False)
+            sock.send(_busy_response(reason))
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            sock.close()
+            return
+        if not linger or len(self._lingering) >= MAX_LINGERING:
+            self._drain(sock)
+            sock.close()
+            return
+        self._lingering.append((time.monotonic() + LINGER_S, sock))
+
+    @staticmethod
+    def _drain(sock: socket.socket) -> bool:
+        """Read what the client sent (non-blocking); True once it closed its side."""
+        try:
+            while True:
+                if not sock.recv(65536):
+                    return True
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+
+    def service_actions(self) -> None:
+        """Close refused connections once their client closed, or after ``LINGER_S`` (serve loop only)."""
+        if not self._lingering:
+            return
+        now = time.monotonic()
+        keep = []
+        for until, sock in self._lingering:
+            if self._drain(sock) or now >= until:
+                sock.close()
+            else:
+                keep.append((until, sock))
+        self._lingering = keep
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("http: error serving %s", client_address, exc_info=True)  # never a traceback on stderr
+
+    def server_close(self) -> None:
+        super().server_close()
+        for _, sock in self._lingering:
+            sock.close()
+        self._lingering = []
+        if self._spare is not None:
+            os.close(self._spare)
+            self._spare = None
+
 
 class HttpServer:
-    """Binds at construction (``OSError`` when it cannot), serves from a thread after :meth:`start`."""
+    """Binds at construction (``OSError`` when it cannot), serves from a thread after :meth:`start`.
+    ``max_connections``, ``request_timeout_s``, ``request_queue_size``, ``fd_reserve``: see the module
+    docstring."""
 
-    def __init__(self, host: str, port: int, app: HttpApp) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        app: HttpApp,
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        request_timeout_s: float = REQUEST_TIMEOUT_S,
+        request_queue_size: int = REQUEST_QUEUE_SIZE,
+        fd_reserve: int = FD_RESERVE,
+    ) -> None:
         self.app = app
-        self._server = _Server((host, port), app)
+        self._server = _Server(
+            (host, port),
+            app,
+            max_connections=max_connections,
+            request_timeout_s=request_timeout_s,
+            request_queue_size=request_queue_size,
+            fd_reserve=fd_reserve,
+        )
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.25,), name="http", daemon=True)
+
+    @property
+    def active(self) -> int:
+        """Connections being served now."""
+        return self._server.active
+
+    @property
+    def refused(self) -> int:
+        """Connections answered 503 at once (over the cap, or file descriptors short)."""
+        return self._server.refused
 
     @property
     def address(self) -> tuple[str, int]:

@@ -1,7 +1,10 @@
 """Where detection events go: a JSON-lines file rotated by size (or stdout), and an MQTT broker.
 
 Every sink has ``emit(event)`` and ``close()``; neither raises on I/O trouble (a full disk, a broker that
-is down): the daemon keeps detecting, the failure is logged and counted (``errors``).
+is down): the daemon keeps detecting, the failure is logged and counted (``errors``). A failed write never
+leaves a partial line in the events file: it is cut back to the last complete line (the event dropped).
+While the broker is away, QoS 1/2 events wait in a bounded queue that drops the *oldest* when full, so
+what is delivered on reconnect is the most recent history.
 
 MQTT topics (``P`` = ``mqtt.topic_prefix``, ``N`` = the camera ``name``):
 
@@ -12,6 +15,7 @@ MQTT topics (``P`` = ``mqtt.topic_prefix``, ``N`` = the camera ``name``):
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -19,13 +23,15 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Generic, Protocol, TypeVar
 
 from edgedet.edge.camera.config import MqttConfig
 
-__all__ = ["JsonLinesSink", "MqttSink", "Sink", "mqtt_topics"]
+__all__ = ["DropOldestQueue", "JsonLinesSink", "MqttSink", "Sink", "mqtt_topics"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Sink(Protocol):
@@ -54,6 +60,35 @@ class _Throttled:
             log.warning(message, *args)
 
 
+class DropOldestQueue(Generic[T]):
+    """A FIFO of at most ``maxlen`` items: :meth:`push` on a full queue drops the oldest (returned), so
+    the newest items always fit. Not thread-safe (the MQTT sink holds its lock)."""
+
+    def __init__(self, maxlen: int) -> None:
+        if maxlen < 1:
+            raise ValueError(f"maxlen: expected >= 1, got {maxlen}")
+        self.maxlen = maxlen
+        self._items: collections.deque[T] = collections.deque()
+
+    def push(self, item: T) -> T | None:
+        """Append ``item``; the dropped oldest item when the queue was full, else ``None``."""
+        dropped = self._items.popleft() if len(self._items) >= self.maxlen else None
+        self._items.append(item)
+        return dropped
+
+    def peek(self) -> T:
+        return self._items[0]
+
+    def pop(self) -> T:
+        return self._items.popleft()
+
+    def items(self) -> list[T]:
+        return list(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class JsonLinesSink:
     """One JSON object per line, flushed per event. A file is rotated like ``logging``'s
     RotatingFileHandler: before a line would take it past ``max_bytes`` it becomes ``PATH.1`` (older ones
@@ -67,7 +102,9 @@ class JsonLinesSink:
         self.written = 0
         self._lock = threading.Lock()
         self._warn = _Throttled()
-        self._file: IO[str] | None = None
+        self._file: IO[bytes] | None = None
+        self._size = 0
+        self._need_newline = False  # a partial line could not be cut: start the next line on a fresh one
         if self.path is not None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,12 +114,67 @@ class JsonLinesSink:
 
     def _open(self) -> None:
         assert self.path is not None
-        self._file = open(self.path, "a", encoding="utf-8")  # kept open for the daemon's life
-        self._size = self._file.tell()
+        # unbuffered: each line goes to the kernel whole or its failure is seen here, never left in a buffer
+        self._file = open(self.path, "ab", buffering=0)  # kept open for the daemon's life
+        self._size = os.fstat(self._file.fileno()).st_size
+        if self._size and not self._ends_with_newline():
+            self._cut_partial_line()  # a partial line from before (a crash mid-write, a full disk)
+
+    def _ends_with_newline(self) -> bool:
+        assert self.path is not None and self._size > 0
+        with open(self.path, "rb") as f:
+            f.seek(self._size - 1)
+            return f.read(1) == b"\n"
+
+    def _cut_partial_line(self) -> None:
+        """Truncate the file after its last complete line."""
+        assert self.path is not None and self._file is not None
+        with open(self.path, "rb") as f:
+            end = self._size
+            while end > 0:
+                start = max(0, end - 65536)
+                f.seek(start)
+                newline = f.read(end - start).rfind(b"\n")
+                if newline >= 0:
+                    end = start + newline + 1
+                    break
+                end = start
+        log.warning("events: %s ended in a partial line; cutting it back to %d bytes", self.path, end)
+        try:
+            os.ftruncate(self._file.fileno(), end)
+        except OSError as exc:
+            log.warning("events: cannot cut %s (%s); the next event starts on a new line", self.path, exc)
+            self._need_newline = True
+            return
+        self._size = end
+
+    def _write_line(self, data: bytes) -> None:
+        """Append ``data`` (one line) whole, or put the file back as it was and raise ``OSError``."""
+        assert self._file is not None
+        fd = self._file.fileno()
+        start = self._size
+        if self._need_newline:
+            data = b"\n" + data
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+        except OSError:
+            try:
+                os.ftruncate(fd, start)  # shrinking needs no space: no partial line is left behind
+            except OSError as exc:
+                log.warning("events: cannot cut %s back after a failed write (%s)", self.path, exc)
+                self._file.close()
+                self._file = None  # re-opened (and its partial line cut, or ended) on the next event
+            raise
+        self._size = start + len(data)
+        self._need_newline = False
 
     def _rotate(self) -> None:
         assert self.path is not None and self._file is not None
         self._file.close()
+        self._file = None  # re-opened on the next event if the renames fail
         if self.backups > 0:
             for i in range(self.backups - 1, 0, -1):
                 older = self.path.with_name(f"{self.path.name}.{i}")
@@ -104,28 +196,19 @@ class JsonLinesSink:
                     if self._file is None:
                         self._open()
                     assert self._file is not None
-                    size = len(line.encode("utf-8"))
-                    if self.max_bytes and self._size > 0 and self._size + size > self.max_bytes:
+                    data = line.encode("utf-8")
+                    if self.max_bytes and self._size > 0 and self._size + len(data) > self.max_bytes:
                         self._rotate()
-                    self._file.write(line)
-                    self._file.flush()
-                    self._size += size
+                    self._write_line(data)
                 self.written += 1
             except (OSError, ValueError) as exc:
-                self.errors += 1
-                self._warn.warning("events: cannot write %s (%s)", self.path or "stdout", exc)
-                if self._file is not None:
-                    try:
-                        self._file.close()
-                    except OSError:
-                        pass
-                    self._file = None  # re-opened on the next event
+                self.errors += 1  # the event is dropped; the file still ends in a complete line
+                self._warn.warning("events: cannot write %s; event dropped (%s)", self.path or "stdout", exc)
 
     def close(self) -> None:
         with self._lock:
             if self._file is not None:
                 try:
-                    self._file.flush()
                     os.fsync(self._file.fileno())
                     self._file.close()
                 except OSError as exc:
@@ -142,9 +225,14 @@ def mqtt_topics(config: MqttConfig, camera: str) -> tuple[str, str]:
 
 
 class MqttSink:
-    """Publishes events through paho-mqtt's network thread; reconnects by itself. While disconnected,
-    QoS 1/2 events queue (at most ``max_queued``, then they are dropped) and QoS 0 events are dropped;
-    drops are counted in ``errors``."""
+    """Publishes events through paho-mqtt's network thread; reconnects by itself.
+
+    While disconnected, QoS 1/2 events wait in our own queue of at most ``max_queued``: when it is full
+    the *oldest* is dropped, so the newest events (those made just before and after the broker comes back)
+    are the ones delivered, in order, on reconnect. QoS 0 events are dropped while disconnected (QoS 0
+    promises nothing). ``published`` counts events accepted (sent, or queued to be sent); ``errors`` counts
+    events dropped (QoS 0 while disconnected, the oldest queued one on overflow, paho refusing); ``queued``
+    is how many wait."""
 
     def __init__(self, config: MqttConfig, camera: str, max_queued: int = 1000, reconnect_max_s: float = 30.0):
         try:
@@ -156,8 +244,11 @@ class MqttSink:
         self.errors = 0
         self.published = 0
         self.connected = False
+        self.max_queued = max_queued
         self._mqtt = mqtt
         self._warn = _Throttled()
+        self._lock = threading.Lock()  # order: ours, then paho's (paho never calls us holding its own)
+        self._pending: DropOldestQueue[str] = DropOldestQueue(max_queued)
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=config.client_id or "", clean_session=True)
         if config.username:
             client.username_pw_set(config.username, config.password)
@@ -168,12 +259,19 @@ class MqttSink:
                 raise ValueError(f"mqtt.ca_certs: cannot use {config.ca_certs} ({exc})") from exc
         client.will_set(self.status_topic, "offline", qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(reconnect_max_s)))
-        client.max_queued_messages_set(max_queued)
+        # paho's own queue (messages in flight, or caught by a disconnect) is larger than ours, so that a
+        # full backlog handed over on reconnect leaves room for new events; when it is full, ours waits
+        client.max_queued_messages_set(2 * max_queued + 100)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         self._client = client
         client.connect_async(config.host, config.port, config.keepalive)
         client.loop_start()
+
+    @property
+    def queued(self) -> int:
+        """Events waiting for the broker."""
+        return len(self._pending)
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if getattr(reason_code, "is_failure", False):
@@ -181,28 +279,56 @@ class MqttSink:
                 "mqtt: %s:%s refused the connection (%s)", self.config.host, self.config.port, reason_code
             )
             return
-        self.connected = True
-        log.info("mqtt: connected to %s:%s", self.config.host, self.config.port)
-        client.publish(self.status_topic, "online", qos=1, retain=True)
+        with self._lock:
+            self.connected = True
+            log.info(
+                "mqtt: connected to %s:%s%s",
+                self.config.host,
+                self.config.port,
+                f"; sending {len(self._pending)} queued events" if self._pending else "",
+            )
+            client.publish(self.status_topic, "online", qos=1, retain=True)
+            self._drain()
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if self.connected:
             log.warning("mqtt: disconnected (%s); reconnecting", reason_code)
-        self.connected = False
+        self.connected = False  # no lock: paho may hold its own here; emit() re-checks each publish
+
+    def _drain(self) -> None:
+        """Hand queued events to paho, oldest first, while connected (under ``_lock``)."""
+        mqtt = self._mqtt
+        while self._pending and self.connected:
+            try:
+                info = self._client.publish(self.topic, self._pending.peek(), qos=self.config.qos)
+            except (OSError, ValueError, RuntimeError) as exc:
+                self._pending.pop()
+                self.errors += 1
+                self._warn.warning("mqtt: event not published (%s)", exc)
+                continue
+            if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+                return  # paho is full (a slow broker): ours keeps them, dropping the oldest if need be
+            if info.rc == mqtt.MQTT_ERR_NO_CONN and self.config.qos == 0:
+                return  # disconnected meanwhile: keep it for the reconnect
+            self._pending.pop()  # sent, or (QoS 1/2, a disconnect in between) queued by paho
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                self.errors += 1
+                self._warn.warning("mqtt: event not published (%s)", mqtt.error_string(info.rc))
 
     def emit(self, event: dict[str, Any]) -> None:
-        try:
-            info = self._client.publish(self.topic, _dumps(event), qos=self.config.qos)
-        except (OSError, ValueError, RuntimeError) as exc:
-            info, reason = None, str(exc)
-        else:
-            reason = self._mqtt.error_string(info.rc)
-        queued = info is not None and self.config.qos > 0 and info.rc == self._mqtt.MQTT_ERR_NO_CONN
-        if info is not None and (info.rc == self._mqtt.MQTT_ERR_SUCCESS or queued):  # QoS 1/2: sent on reconnect
+        payload = _dumps(event)
+        with self._lock:
+            if not self.connected and self.config.qos == 0:
+                self.errors += 1
+                self._warn.warning("mqtt: event not published (not connected; QoS 0 events are not queued)")
+                return
+            if self._pending.push(payload) is not None:
+                self.errors += 1
+                self._warn.warning(
+                    "mqtt: %d events queued for the broker (mqtt queue limit); dropping the oldest", self.max_queued
+                )
             self.published += 1
-        else:
-            self.errors += 1
-            self._warn.warning("mqtt: event not published (%s)", reason)
+            self._drain()
 
     def close(self, timeout: float = 0.5) -> None:
         """Publish ``offline`` (retained), wait up to ``timeout`` s for it, disconnect."""

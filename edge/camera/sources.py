@@ -22,14 +22,15 @@ import logging
 import os
 import re
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
 
+from edgedet.edge.camera.redact import redact, split_authority
 from edgedet.edge.runtime.backends.base import failure_reason
 from edgedet.edge.runtime.media import IMAGE_SUFFIXES, list_images, read_image
 
@@ -38,6 +39,7 @@ __all__ = [
     "SourceEnded",
     "SourceError",
     "SourceOptions",
+    "check_url",
     "gstreamer_available",
     "open_source",
     "redact",
@@ -49,6 +51,8 @@ log = logging.getLogger(__name__)
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 TIMEOUT_MS = 10_000  # FFmpeg open / read timeout for network streams
 _REASON_LIMIT = 200  # characters of an OpenCV error kept in a SourceError
+SKIP_WARN_EVERY_S = 600.0  # an unreadable image in a looping folder is reported once per 10 minutes
+_skip_warned: dict[str, float] = {}  # image path -> monotonic time of its last warning
 
 
 class SourceEnded(Exception):
@@ -92,18 +96,21 @@ def source_kind(source: str) -> str:
     return "video"
 
 
-def redact(source: str) -> str:
-    """``source`` with any URL password replaced by ``***`` (for logs, events and /healthz)."""
-    if not _URL.match(source):
-        return source
-    try:
-        parts = urlsplit(source)
-    except ValueError:
-        return source
-    if parts.password is None:
-        return source
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+def check_url(source: str) -> None:
+    """``SourceError`` naming the problem when a stream URL cannot be right (a port that is not a number
+    in 1..65535, no host): caught at start instead of retried forever. Passwords may hold ``@ # / ?``."""
+    scheme = _URL.match(source)
+    if not scheme:
+        return
+    _, host, _ = split_authority(source[scheme.end() :])
+    name, colon, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
+    if not colon:
+        name = host
+    elif port and (not port.isdigit() or not 0 < int(port) <= 65535):
+        what = "is not a number" if not port.isdigit() else "is not in 1..65535"
+        raise SourceError(f"{redact(source)}: port {port!r} {what}")
+    if not name and not source.lower().startswith("file:"):
+        raise SourceError(f"{redact(source)}: no host in the URL")
 
 
 def gstreamer_available() -> bool:
@@ -161,6 +168,7 @@ def _open_device(source: str, options: SourceOptions) -> _CvSource:
 
 
 def _open_url(source: str) -> _CvSource:
+    check_url(source)
     if source.lower().startswith("rtsp") and "OPENCV_FFMPEG_CAPTURE_OPTIONS" not in os.environ:
         os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "rtsp_transport;tcp"  # UDP loses packets on Wi-Fi
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, TIMEOUT_MS]
@@ -259,7 +267,7 @@ class ImageFilesSource:
             except ValueError as exc:
                 if not self.path.exists():
                     raise SourceError(f"{self.path}: removed") from exc
-                log.warning("skipping %s", exc)
+                _warn_skip(str(self._images[index]), exc)
                 continue
             self._read += 1
             return image, index
@@ -269,6 +277,19 @@ class ImageFilesSource:
 
     def close(self) -> None:
         self._images = []
+
+
+def _warn_skip(path: str, exc: Exception) -> None:
+    """Log an unreadable image once per ``SKIP_WARN_EVERY_S`` (a folder loops: every pass would repeat it)."""
+    now = time.monotonic()
+    last = _skip_warned.get(path)
+    if last is not None and now - last < SKIP_WARN_EVERY_S:
+        log.debug("skipping %s", exc)
+        return
+    if len(_skip_warned) >= 4096:  # bounded, whatever the folder holds
+        _skip_warned.clear()
+    _skip_warned[path] = now
+    log.warning("skipping %s (reported again in %.0f min if still unreadable)", exc, SKIP_WARN_EVERY_S / 60)
 
 
 def open_source(source: str, options: SourceOptions | None = None) -> CaptureSource:
