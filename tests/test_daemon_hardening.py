@@ -409,13 +409,14 @@ def test_a_detector_failing_on_every_frame_is_unhealthy_and_stops_the_watchdog(
             "threads": 1,
             "http.port": 0,
             "events.path": str(tmp_path / "events.jsonl"),
+            "health_window_s": 1.5,
         },
     )
     detector = Detector.from_model(tiny_model, spec=WRONG_PRIORS, threads=1)
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
         notify.bind(address)
         notify.settimeout(0.1)
-        daemon = Daemon(config, detector=detector, processing_window_s=1.5)
+        daemon = Daemon(config, detector=detector)
         daemon.start()
         runner = threading.Thread(target=daemon.run, daemon=True)
         runner.start()
@@ -511,3 +512,32 @@ def test_a_port_that_is_not_a_number_names_the_source_key(tmp_path, tiny_model):
     assert out.returncode == 1
     assert "source: rtsp://admin:***@host:notaport/s: port 'notaport' is not a number" in out.stderr
     assert "Traceback" not in out.stderr and ":pw@" not in out.stderr
+
+
+def test_the_http_limits_come_from_the_config(tmp_path, tiny_model, blob_video):
+    config = load_config(
+        None,
+        {
+            "model": str(tiny_model),
+            "source": str(blob_video),
+            "threads": 1,
+            "http.port": 0,
+            "http.max_connections": 2,
+            "http.request_timeout_s": 1.0,
+            "events.path": str(tmp_path / "events.jsonl"),
+        },
+    )
+    daemon = Daemon(config)
+    daemon.start()
+    try:
+        socks, _ = open_slow(daemon.http.address, 2)
+        try:
+            wait_for(lambda: daemon.http.active == 2, 3.0, "two slow connections held")
+            host, port = daemon.http.address
+            status, _, seconds = timed_get(f"http://{host}:{port}/healthz")
+            assert status == 503 and seconds < 1.0  # the third: over http.max_connections
+            assert all(closed_by_server(s, time.monotonic() + 3.0) for s in socks)  # http.request_timeout_s
+        finally:
+            close_all(socks)
+    finally:
+        daemon.stop()

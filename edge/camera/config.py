@@ -72,6 +72,20 @@ class HttpConfig(StrictModel):
         10.0, description="most frames per second sent to one MJPEG client"
     )
     stream_clients: Annotated[Int, Field(ge=1, le=64)] = Field(4, description="concurrent MJPEG clients; more get 503")
+    max_connections: Annotated[Int, Field(ge=1, le=4096)] = Field(
+        64, description="connections served at once; one more gets a quick 503 before anything is read"
+    )
+    request_timeout_s: Annotated[Number, Field(gt=0, le=300)] = Field(
+        10.0, description="the request line and headers must all arrive within this long (slow clients are cut)"
+    )
+    backlog: Annotated[Int, Field(ge=1, le=4096)] = Field(
+        64, description="the listen queue of not yet accepted connections"
+    )
+    fd_reserve: Annotated[Int, Field(ge=0, le=65536)] = Field(
+        64,
+        description="new connections are refused while open files come within min(this, limit / 4) of the "
+        "process's file limit, so the camera and the files can always open",
+    )
 
     @field_validator("token")
     @classmethod
@@ -135,6 +149,9 @@ class MqttConfig(StrictModel):
     password: NonEmptyText | None = Field(None, description="broker password (needs `username`)")
     tls: Flag = Field(False, description="TLS to the broker")
     ca_certs: NonEmptyText | None = Field(None, description="CA bundle for TLS (null: the system's CAs)")
+    max_queued: Annotated[Int, Field(ge=1, le=1_000_000)] = Field(
+        1000, description="QoS 1/2 events kept while the broker is away; when full the oldest are dropped"
+    )
 
     @field_validator("topic_prefix")
     @classmethod
@@ -226,6 +243,12 @@ class DaemonConfig(StrictModel):
     )
     stall_timeout_s: Annotated[Number, Field(ge=1, le=86400)] = Field(
         60.0, description="a thread without progress this long makes `/healthz` 503 and stops the watchdog pings"
+    )
+    health_window_s: Annotated[Number, Field(gt=0, le=86400)] = Field(
+        10.0,
+        description="`/healthz` says `failing` (503, no watchdog pings) when frames were captured but none was "
+        "processed in this long (at least 3 inference times or `max_fps` periods), or failures outnumber "
+        "successes in it",
     )
     http: Annotated[
         HttpConfig,

@@ -60,7 +60,6 @@ FPS_WINDOW_S = 5.0
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 # /healthz is 503 when, while frames are captured, none was processed successfully for this long (at least
 # three inference times or max_fps periods), or when failures outnumber successes (MIN_FAILURES or more).
-PROCESSING_WINDOW_S = 10.0
 MIN_FAILURES = 10
 
 
@@ -109,7 +108,7 @@ class Daemon:
         detector: Detector | None = None,
         opener: Callable[[], CaptureSource] | None = None,
         *,
-        processing_window_s: float = PROCESSING_WINDOW_S,
+        processing_window_s: float | None = None,
         http_options: dict[str, Any] | None = None,
     ) -> None:
         """``detector``: instead of the config's model (not tried on a blank frame); ``opener``: what the
@@ -129,7 +128,7 @@ class Daemon:
                 check_url(str(config.source).strip())
             except SourceError as exc:
                 raise ValueError(f"source: {exc}") from exc
-        self.processing_window_s = processing_window_s
+        self.processing_window_s = config.health_window_s if processing_window_s is None else processing_window_s
         self.http_options = dict(http_options or {})
         self.detector = detector if detector is not None else open_detector(config)
         self.stopping = threading.Event()
@@ -326,7 +325,9 @@ class Daemon:
             self.events_sink = JsonLinesSink(cfg.events.path, cfg.events.max_bytes, cfg.events.backups)
             self.sinks.append(self.events_sink)
         if cfg.mqtt is not None:
-            self.mqtt = MqttSink(cfg.mqtt, cfg.name, reconnect_max_s=cfg.reconnect.max_s)
+            self.mqtt = MqttSink(
+                cfg.mqtt, cfg.name, max_queued=cfg.mqtt.max_queued, reconnect_max_s=cfg.reconnect.max_s
+            )
             self.sinks.append(self.mqtt)
         self._last_ok, self._captured_at_ok = time.monotonic(), self.capture.captured
         if cfg.http.enabled:
@@ -340,7 +341,14 @@ class Daemon:
                 stream_clients=cfg.http.stream_clients,
             )
             try:
-                self.http = HttpServer(cfg.http.host, cfg.http.port, app, **self.http_options)
+                options = {
+                    "max_connections": cfg.http.max_connections,
+                    "request_timeout_s": cfg.http.request_timeout_s,
+                    "request_queue_size": cfg.http.backlog,
+                    "fd_reserve": cfg.http.fd_reserve,
+                    **self.http_options,  # tests and benches override
+                }
+                self.http = HttpServer(cfg.http.host, cfg.http.port, app, **options)
             except OSError as exc:
                 raise ValueError(
                     f"http: cannot listen on {cfg.http.host}:{cfg.http.port} ({exc.strerror or exc})"
