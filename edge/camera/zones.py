@@ -1,0 +1,743 @@
+"""Zones and ignore masks: polygons on the frame, which objects are in them, and who entered or left.
+
+A zone is a named polygon (frame pixels, or 0..1 with ``normalized: true``); an object is in it when its
+``anchor`` is: the bottom centre of its box (where it stands, the default), the box centre, or any part of
+the box (``box``). A zone may count only some labels, and an object must be inside (or outside) for
+``inertia`` consecutive updates before it enters (or leaves), so a box jittering on the edge does not
+flicker in and out. An ignore mask is a polygon whose objects (by the same anchor rule) are dropped.
+
+* :class:`ZoneSettings`, :class:`MaskSettings`, :class:`PolygonSettings`: the config models; use the list
+  types :data:`ZoneList` / :data:`MaskList` / :data:`PolygonList` as config fields, so an error names the
+  item: ``zones.1.polygon: zone 'drive': edges 0 (points 0-1) and 2 (points 2-3) cross``.
+* :func:`check_frame`, :func:`check_labels`, :func:`check_zone_refs`: the checks that need the frame size,
+  the model's labels, or the rest of the config.
+* :class:`Zones`: the polygons in pixels of one frame size; :meth:`Zones.assign` (zones per object) and
+  :meth:`Zones.ignored` (masked objects), vectorised over the objects.
+* :class:`ZoneTracker`: fed ``{track_id: box}`` per update, yields ``enter``/``exit`` events and the count
+  per zone and label (published as retained ``<prefix>/<camera>/<zone>/<label>``).
+* :func:`draw_zones`, :func:`draw_tracks`: overlays for ``/snapshot.jpg`` and ``/stream.mjpg``.
+
+Points are numbered from 0 in error messages, as are list items in key paths (``zones.0``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, TypeVar
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, Field, ValidationError, model_validator
+
+from edgedet.edge.runtime.detector import Detection
+from edgedet.edge.runtime.draw import PALETTE
+from edgedet.edge.runtime.settings import (
+    ConfigKeyError,
+    Flag,
+    Int,
+    NonEmptyText,
+    StrictModel,
+    Text,
+    _error_line,
+)
+
+__all__ = [
+    "ANCHORS",
+    "ConfigCheckError",
+    "MaskList",
+    "MaskSettings",
+    "PolygonList",
+    "PolygonSettings",
+    "ZoneEvent",
+    "ZoneList",
+    "ZoneSettings",
+    "ZoneTracker",
+    "ZoneUpdate",
+    "Zones",
+    "anchor_points",
+    "box_overlaps_polygon",
+    "check_frame",
+    "check_labels",
+    "check_zone_refs",
+    "draw_tracks",
+    "draw_zones",
+    "points_in_polygon",
+    "polygon_problem",
+    "segments_intersect",
+    "validate_items",
+]
+
+ZONE_NAME = r"^[A-Za-z0-9_.-]+$"  # zone names are MQTT topic levels (like camera names)
+ANCHORS = ("bottom_center", "center", "box")
+Anchor = Literal["bottom_center", "center", "box"]
+UNLABELLED = "object"  # the label of a track given without one
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ConfigCheckError(ConfigKeyError):
+    """A config key that is wrong given something known later (the frame size, the model's labels).
+
+    Raised inside a model validator it reads like any :class:`ConfigKeyError` (the key under the section);
+    raised outside, ``str()`` is the whole line: ``zones.1.polygon: zone 'drive': point 2 ... is outside``.
+    """
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.reason}" if self.key else self.reason
+
+
+# --- validating list and mapping items so that errors name the item --------------------------------------
+
+
+def validate_items(model_cls: type[M], raw: Any, what: str, *, mapping: bool = False) -> list[M] | dict[str, M]:
+    """``raw`` (a YAML list, or a mapping when ``mapping``) validated item by item as ``model_cls``.
+
+    The settings' error lines stop at list items and mapping keys (``zones: expected a list of ...``); this
+    validates each item itself and raises a :class:`ConfigKeyError` whose key is ``<index or key>.<key>``,
+    so the line reads ``zones.1.polygon: ...`` / ``filters.labels.person.min_area: ...``. ``null``: empty.
+    """
+    if raw is None:
+        return {} if mapping else []
+    if mapping and not isinstance(raw, Mapping):
+        raise ValueError(f"expected a mapping of names to {what} settings (mappings of keys), got {raw!r}")
+    if not mapping and (isinstance(raw, (str, bytes, Mapping)) or not isinstance(raw, Sequence)):
+        raise ValueError(f"expected a list of {what} settings (mappings of keys), got {raw!r}")
+    items = raw.items() if mapping else enumerate(raw)
+    out: dict[str, M] = {}
+    listed: list[M] = []
+    for index, item in items:
+        where = str(index)
+        if mapping and (not isinstance(index, str) or not index.strip()):
+            raise ValueError(f"expected non-empty names, got {index!r}")
+        if isinstance(item, model_cls):
+            value = item
+        elif item is None and mapping:
+            value = model_cls()
+        elif not isinstance(item, Mapping):
+            raise ConfigKeyError(where, f"expected a mapping of keys, got {item!r}")
+        else:
+            try:
+                value = model_cls.model_validate(dict(item))
+            except ValidationError as exc:
+                err = exc.errors(include_url=False)[0]
+                custom = [e for e in exc.errors(include_url=False) if e.get("type") == "value_error"]
+                key, reason = _error_line(model_cls, item, custom[0] if custom else err)
+                raise ConfigKeyError(f"{where}.{key}" if key else where, reason) from None
+        if mapping:
+            out[index] = value
+        else:
+            listed.append(value)
+    return out if mapping else listed
+
+
+# --- geometry (numpy, vectorised) ---------------------------------------------------------------------------
+
+
+def _orient(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Twice the signed area of (a, b, c): > 0 counter-clockwise (y up), 0 collinear."""
+    return (b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0])
+
+
+def _on_segment(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Whether ``c`` (known collinear with a-b) lies on the closed segment a-b."""
+    return (
+        (np.minimum(a[..., 0], b[..., 0]) <= c[..., 0])
+        & (c[..., 0] <= np.maximum(a[..., 0], b[..., 0]))
+        & (np.minimum(a[..., 1], b[..., 1]) <= c[..., 1])
+        & (c[..., 1] <= np.maximum(a[..., 1], b[..., 1]))
+    )
+
+
+def segments_intersect(p1: Any, p2: Any, q1: Any, q2: Any) -> np.ndarray:
+    """Whether closed segments p1-p2 and q1-q2 share a point (crossing, touching or overlapping).
+
+    Arrays of points ``[..., 2]`` that broadcast together; exact for integer coordinates.
+    """
+    p1, p2, q1, q2 = (np.asarray(v, dtype=np.float64) for v in (p1, p2, q1, q2))
+    d1, d2 = _orient(q1, q2, p1), _orient(q1, q2, p2)
+    d3, d4 = _orient(p1, p2, q1), _orient(p1, p2, q2)
+    proper = (((d1 > 0) & (d2 < 0)) | ((d1 < 0) & (d2 > 0))) & (((d3 > 0) & (d4 < 0)) | ((d3 < 0) & (d4 > 0)))
+    touch = (
+        ((d1 == 0) & _on_segment(q1, q2, p1))
+        | ((d2 == 0) & _on_segment(q1, q2, p2))
+        | ((d3 == 0) & _on_segment(p1, p2, q1))
+        | ((d4 == 0) & _on_segment(p1, p2, q2))
+    )
+    return proper | touch
+
+
+def polygon_problem(points: Any) -> str | None:
+    """Why ``points`` ``[M, 2]`` (M >= 3, implicitly closed) is no simple polygon, or ``None`` if it is one.
+
+    Rejected: a point repeating the one before it, two edges that cross or touch (other than neighbours at
+    their shared point), a neighbour folding back onto the edge before it, and zero area.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    n = len(pts)
+    nxt = np.roll(pts, -1, axis=0)
+    same = np.all(pts == nxt, axis=1)
+    if same.any():
+        i = int(np.argmax(same))
+        return f"point {(i + 1) % n} repeats point {i}"
+    a, b = pts, nxt  # edge i runs from point i to point i+1
+    if np.all(_orient(pts[0], pts[1], pts[2:]) == 0):
+        return "the points lie on one line (zero area)"
+    hits = segments_intersect(a[:, None], b[:, None], a[None], b[None])
+    idx = np.arange(n)
+    gap = (idx[None, :] - idx[:, None]) % n
+    far = (gap > 1) & (gap < n - 1)  # not the same edge, not neighbours
+    bad = np.argwhere(np.triu(hits & far))
+    if len(bad):
+        i, j = (int(v) for v in bad[0])
+        return f"edges {i} (points {i}-{(i + 1) % n}) and {j} (points {j}-{(j + 1) % n}) cross or touch"
+    c = np.roll(pts, -2, axis=0)  # edge i+1 runs from b[i] to c[i]
+    folds = (_orient(a, b, c) == 0) & (np.sum((b - a) * (c - b), axis=1) < 0)
+    if folds.any():
+        i = int(np.argmax(folds))
+        return f"edge {(i + 1) % n} (points {(i + 1) % n}-{(i + 2) % n}) folds back onto edge {i}"
+    area = 0.5 * abs(float(np.sum(a[:, 0] * b[:, 1] - b[:, 0] * a[:, 1])))
+    if area == 0:
+        return "the points lie on one line (zero area)"
+    return None
+
+
+def points_in_polygon(points: Any, polygon: Any) -> np.ndarray:
+    """Whether each of ``points [N, 2]`` is inside ``polygon [M, 2]`` (even-odd ray casting), ``[N]`` bools.
+
+    A point exactly on an edge may fall either side (half-open rule: the left and bottom edges are in, in
+    image coordinates with y down the top and left edges); anything off the boundary is exact.
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    poly = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
+    if len(pts) == 0 or len(poly) < 3:
+        return np.zeros(len(pts), dtype=bool)
+    x, y = pts[:, :1], pts[:, 1:]
+    x1, y1 = poly[:, 0], poly[:, 1]
+    x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
+    spans = (y1 > y) != (y2 > y)  # [N, M]: the edge crosses the horizontal line through the point
+    dy = np.where(y2 == y1, 1.0, y2 - y1)
+    x_cross = x1 + (y - y1) * (x2 - x1) / dy
+    return (np.count_nonzero(spans & (x < x_cross), axis=1) % 2) == 1
+
+
+def box_overlaps_polygon(boxes: Any, polygon: Any) -> np.ndarray:
+    """Whether each corner box ``[N, 4]`` overlaps (or touches) ``polygon [M, 2]``, ``[N]`` bools.
+
+    True when a box corner is inside the polygon (covers a box inside the polygon) or a polygon edge
+    meets the box (Liang-Barsky clipping of every edge against every box, vectorised).
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    poly = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
+    if len(b) == 0 or len(poly) < 3:
+        return np.zeros(len(b), dtype=bool)
+    corners = b[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 2)
+    inside = points_in_polygon(corners, poly).reshape(-1, 4).any(axis=1)
+    x0, y0 = poly[:, 0], poly[:, 1]
+    dx, dy = np.roll(x0, -1) - x0, np.roll(y0, -1) - y0
+    xmin, ymin, xmax, ymax = (b[:, k : k + 1] for k in range(4))
+    p = np.stack(np.broadcast_arrays(-dx[None], dx[None], -dy[None], dy[None]))  # [4, 1, M]
+    q = np.stack(np.broadcast_arrays(x0 - xmin, xmax - x0, y0 - ymin, ymax - y0))  # [4, N, M]
+    p = np.broadcast_to(p, q.shape)
+    parallel_out = np.any((p == 0) & (q < 0), axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(p != 0, q / np.where(p == 0, 1.0, p), 0.0)
+    t0 = np.max(np.where(p < 0, t, -np.inf), axis=0, initial=-np.inf)
+    t1 = np.min(np.where(p > 0, t, np.inf), axis=0, initial=np.inf)
+    t0, t1 = np.maximum(t0, 0.0), np.minimum(t1, 1.0)
+    crosses = ~parallel_out & (t0 <= t1)
+    return inside | crosses.any(axis=1)
+
+
+def anchor_points(boxes: Any, anchor: str) -> np.ndarray:
+    """The anchor point of each corner box ``[N, 4]``: ``bottom_center`` (cx, y2) or ``center`` (cx, cy)."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    cx = (b[:, 0] + b[:, 2]) / 2
+    cy = b[:, 3] if anchor == "bottom_center" else (b[:, 1] + b[:, 3]) / 2
+    return np.stack([cx, cy], axis=1)
+
+
+def _in_area(boxes: np.ndarray, polygon: np.ndarray, anchor: str) -> np.ndarray:
+    if anchor == "box":
+        return box_overlaps_polygon(boxes, polygon)
+    return points_in_polygon(anchor_points(boxes, anchor), polygon)
+
+
+# --- config models ----------------------------------------------------------------------------------------
+
+
+def _read_polygon(value: Any) -> Any:
+    """A YAML list of ``[x, y]`` pairs as float tuples; a repeated closing point is dropped."""
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Sequence):
+        raise ValueError(f"expected a list of [x, y] points, got {value!r}")
+    points: list[tuple[float, float]] = []
+    for i, point in enumerate(value):
+        pair = point if isinstance(point, Sequence) and not isinstance(point, (str, bytes)) else None
+        ok = pair is not None and len(pair) == 2
+        ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in pair)
+        if not ok:
+            raise ValueError(f"point {i}: expected [x, y] (two finite numbers), got {point!r}")
+        points.append((float(pair[0]), float(pair[1])))
+    if len(points) > 3 and points[0] == points[-1]:
+        points.pop()  # closed the GeoJSON way: the first point again at the end
+    if len(points) < 3:
+        raise ValueError(f"expected at least 3 points (a polygon), got {len(points)}")
+    return points
+
+
+def _read_labels(value: Any) -> Any:
+    if value is not None and isinstance(value, list):
+        if not value:
+            raise ValueError("expected at least one label, or null (all labels)")
+        seen = [v for i, v in enumerate(value) if v in value[:i]]
+        if seen:
+            raise ValueError(f"label {seen[0]!r} is listed twice")
+    return value
+
+
+Polygon = Annotated[list[tuple[float, float]], BeforeValidator(_read_polygon)]
+Labels = Annotated[list[NonEmptyText] | None, BeforeValidator(_read_labels)]
+
+
+class PolygonSettings(StrictModel):
+    """A polygon on the frame (a motion mask; the base of zones and ignore masks)."""
+
+    name: NonEmptyText | None = Field(None, description="a name for messages and drawings (optional)")
+    polygon: Polygon = Field(
+        description="at least 3 `[x, y]` points, in frame pixels (or 0..1 with `normalized`); edges must not cross"
+    )
+    normalized: Flag = Field(False, description="`true`: the points are fractions 0..1 of the frame's width/height")
+
+    @property
+    def what(self) -> str:
+        """How messages name this polygon: ``zone 'drive'``, ``mask 'tv'``, ``polygon``."""
+        kind = {ZoneSettings: "zone", MaskSettings: "mask"}.get(type(self), "polygon")
+        return f"{kind} {self.name!r}" if self.name else kind
+
+    @model_validator(mode="after")
+    def _shape(self) -> PolygonSettings:
+        pts = np.asarray(self.polygon, dtype=np.float64)
+        if self.normalized:
+            out = np.flatnonzero(np.any((pts < 0) | (pts > 1), axis=1))
+            if len(out):
+                x, y = self.polygon[out[0]]
+                raise ConfigKeyError("polygon", f"point {out[0]} ({x:g}, {y:g}) is outside 0..1 (normalized: true)")
+        else:
+            out = np.flatnonzero(np.any(pts < 0, axis=1))
+            if len(out):
+                x, y = self.polygon[out[0]]
+                raise ConfigKeyError("polygon", f"point {out[0]} ({x:g}, {y:g}) is outside the frame (negative)")
+        problem = polygon_problem(pts)
+        if problem:
+            raise ConfigKeyError("polygon", f"not a simple polygon: {problem}")
+        return self
+
+    def points(self, width: int, height: int) -> np.ndarray:
+        """The polygon in pixels of a ``width`` x ``height`` frame, ``[M, 2]`` float64."""
+        pts = np.asarray(self.polygon, dtype=np.float64)
+        return pts * np.array([width, height], dtype=np.float64) if self.normalized else pts
+
+    def check_frame(self, width: int, height: int) -> None:
+        """Raise a :class:`ConfigCheckError` (key ``polygon``, naming this polygon) if a point is off the frame."""
+        if self.normalized:
+            return
+        pts = np.asarray(self.polygon, dtype=np.float64)
+        out = np.flatnonzero((pts[:, 0] > width) | (pts[:, 1] > height))
+        if len(out):
+            x, y = self.polygon[out[0]]
+            raise ConfigCheckError(
+                "polygon",
+                f"{self.what}: point {out[0]} ({x:g}, {y:g}) is outside the {width}x{height} frame "
+                f"(x in 0..{width}, y in 0..{height}; or give fractions with normalized: true)",
+            )
+
+
+class MaskSettings(PolygonSettings):
+    """An ignore mask: detections whose anchor is inside are dropped (a poster, a TV, a parked car)."""
+
+    anchor: Anchor = Field(
+        "bottom_center",
+        description="the box point that must be inside: `bottom_center`, `center`, or `box` (any overlap)",
+    )
+    labels: Labels = Field(None, description="only drop these labels (null: all)")
+
+
+class ZoneSettings(PolygonSettings):
+    """A named zone: objects entering and leaving it are events, how many are in it is published."""
+
+    name: Annotated[Text, Field(pattern=ZONE_NAME)] = Field(
+        description="the zone's name (letters, digits, `_.-`): the events' `zone` and an MQTT topic level"
+    )
+    anchor: Anchor = Field(
+        "bottom_center",
+        description="where an object must be to be in the zone: `bottom_center` of its box (where it stands), "
+        "`center`, or `box` (any overlap)",
+    )
+    labels: Labels = Field(None, description="only these labels count in the zone (null: all)")
+    inertia: Annotated[Int, Field(ge=1, le=1000)] = Field(
+        3, description="consecutive updates inside before an object enters (and outside before it leaves)"
+    )
+
+
+def _zone_list(raw: Any) -> Any:
+    zones = validate_items(ZoneSettings, raw, "zone")
+    first: dict[str, int] = {}
+    for i, zone in enumerate(zones):
+        if zone.name in first:
+            raise ConfigKeyError(f"{i}.name", f"duplicate zone name {zone.name!r} (also item {first[zone.name]})")
+        first[zone.name] = i
+    return zones
+
+
+ZoneList = Annotated[list[ZoneSettings], BeforeValidator(_zone_list)]
+"""A config field type: a list of zones, errors naming the item (``zones.1.polygon``); unique names."""
+MaskList = Annotated[list[MaskSettings], BeforeValidator(lambda raw: validate_items(MaskSettings, raw, "mask"))]
+"""A config field type: a list of ignore masks, errors naming the item (``masks.0.polygon``)."""
+PolygonList = Annotated[
+    list[PolygonSettings], BeforeValidator(lambda raw: validate_items(PolygonSettings, raw, "polygon"))
+]
+"""A config field type: a list of polygons (motion masks), errors naming the item."""
+
+
+# --- the checks that need more than one key ---------------------------------------------------------------
+
+
+def check_frame(items: Iterable[PolygonSettings], width: int, height: int, key: str = "zones") -> None:
+    """Raise a :class:`ConfigCheckError` (``zones.1.polygon: zone 'x': point ...``) if a polygon leaves the
+    ``width`` x ``height`` frame. ``key``: where the list sits in the config."""
+    for i, item in enumerate(items):
+        try:
+            item.check_frame(width, height)
+        except ConfigCheckError as exc:
+            raise ConfigCheckError(f"{key}.{i}.{exc.key}", exc.reason) from None
+
+
+def check_labels(items: Iterable[ZoneSettings | MaskSettings], model_labels: Iterable[str], key: str = "zones") -> None:
+    """Raise a :class:`ConfigCheckError` if a zone or mask's ``labels`` names a label the model lacks."""
+    known = list(model_labels)
+    for i, item in enumerate(items):
+        for label in item.labels or ():
+            if label not in known:
+                raise ConfigCheckError(
+                    f"{key}.{i}.labels",
+                    f"{item.what}: unknown label {label!r} (the model's labels: {', '.join(known) or 'none'})",
+                )
+
+
+def check_zone_refs(zones: Iterable[ZoneSettings], refs: Mapping[str, str | Iterable[str] | None]) -> None:
+    """Raise a :class:`ConfigKeyError` if a key in ``refs`` names a zone that is not defined.
+
+    ``refs`` maps key paths to the zone name(s) they give, e.g. ``{"mqtt.zones": ["drive"], "x.zone": "yard"}``
+    (``None``: not given). Call it from the daemon config's model validator: the error then reads
+    ``camera.yaml: mqtt.zones: unknown zone 'yrad' (zones: drive, yard)``.
+    """
+    names = [z.name for z in zones]
+    for key, value in refs.items():
+        given = [value] if isinstance(value, str) else list(value or ())
+        for name in given:
+            if name not in names:
+                raise ConfigCheckError(key, f"unknown zone {name!r} (zones: {', '.join(names) or 'none defined'})")
+
+
+# --- zones of one frame size --------------------------------------------------------------------------------
+
+
+def _boxes_of(boxes: Any) -> np.ndarray:
+    arr = np.asarray(boxes, dtype=np.float64)
+    if arr.size == 0:
+        return arr.reshape(0, 4)
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(f"boxes: expected shape [N, 4], got {list(arr.shape)}")
+    return arr
+
+
+def _label_mask(allowed: Sequence[str] | None, labels: Sequence[str | None] | None, n: int) -> np.ndarray:
+    """Which objects a zone or mask with label filter ``allowed`` considers (unknown labels: only no filter)."""
+    if allowed is None:
+        return np.ones(n, dtype=bool)
+    if labels is None:
+        return np.zeros(n, dtype=bool)
+    allowed_set = set(allowed)
+    return np.fromiter((label in allowed_set for label in labels), dtype=bool, count=n)
+
+
+class Zones:
+    """Zones and ignore masks in pixels of a ``width`` x ``height`` frame (checked to lie on it).
+
+    Build it again if the frame size changes (a reconnect at another resolution).
+    """
+
+    def __init__(
+        self,
+        zones: Sequence[ZoneSettings] = (),
+        masks: Sequence[MaskSettings] = (),
+        *,
+        width: int,
+        height: int,
+        key: str = "zones",
+        mask_key: str = "masks",
+    ) -> None:
+        check_frame(zones, width, height, key)
+        check_frame(masks, width, height, mask_key)
+        self.zones = tuple(zones)
+        self.masks = tuple(masks)
+        self.width, self.height = int(width), int(height)
+        self.names = tuple(z.name for z in self.zones)
+        self.polygons = tuple(z.points(width, height) for z in self.zones)
+        self.mask_polygons = tuple(m.points(width, height) for m in self.masks)
+        self._overlay: dict[tuple[int, int], np.ndarray] = {}
+
+    def membership(self, boxes: Any, labels: Sequence[str | None] | None = None) -> np.ndarray:
+        """``[N, Z]`` bools: object n is in zone z (its anchor, its label among the zone's ``labels``).
+
+        ``labels=None``: labels unknown, so zones with a ``labels`` filter count nobody.
+        """
+        b = _boxes_of(boxes)
+        out = np.zeros((len(b), len(self.zones)), dtype=bool)
+        for z, (zone, poly) in enumerate(zip(self.zones, self.polygons, strict=True)):
+            considered = _label_mask(zone.labels, labels, len(b))
+            if considered.any():
+                out[considered, z] = _in_area(b[considered], poly, zone.anchor)
+        return out
+
+    def assign(self, boxes: Any, labels: Sequence[str | None] | None = None) -> list[set[str]]:
+        """The names of the zones each corner box ``[N, 4]`` (frame pixels) is in, one set per object."""
+        member = self.membership(boxes, labels)
+        return [{self.names[z] for z in np.flatnonzero(row)} for row in member]
+
+    def ignored(self, boxes: Any, labels: Sequence[str | None] | None = None) -> np.ndarray:
+        """``[N]`` bools: the object is inside an ignore mask (by the mask's anchor and labels)."""
+        b = _boxes_of(boxes)
+        out = np.zeros(len(b), dtype=bool)
+        for mask, poly in zip(self.masks, self.mask_polygons, strict=True):
+            considered = _label_mask(mask.labels, labels, len(b)) & ~out
+            if considered.any():
+                out[considered] = _in_area(b[considered], poly, mask.anchor)
+        return out
+
+    def drop_masked(self, detections: Sequence[Detection]) -> list[Detection]:
+        """The detections not inside an ignore mask."""
+        if not self.masks or not detections:
+            return list(detections)
+        drop = self.ignored([d.box for d in detections], [d.label for d in detections])
+        return [d for d, gone in zip(detections, drop, strict=True) if not gone]
+
+
+# --- enter / exit with inertia, counts per zone and label -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ZoneEvent:
+    """Track ``track_id`` (``label``) entered or left ``zone``; ``lost``: it left because the track ended."""
+
+    kind: Literal["enter", "exit"]
+    zone: str
+    track_id: int
+    label: str
+    lost: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event": self.kind,
+            "zone": self.zone,
+            "track_id": self.track_id,
+            "label": self.label,
+            "lost": self.lost,
+        }
+
+
+@dataclass(frozen=True)
+class ZoneUpdate:
+    """What one :meth:`ZoneTracker.update` changed: events, all counts, and the counts that changed."""
+
+    events: list[ZoneEvent]
+    counts: dict[str, dict[str, int]]  # zone -> label -> objects in it now (0 for labels seen before)
+    changed: dict[tuple[str, str], int] = field(default_factory=dict)  # (zone, label) -> new count: publish these
+
+
+@dataclass
+class _TrackState:
+    label: str
+    inside: np.ndarray  # [Z] bools: entered (after inertia)
+    streak: np.ndarray  # [Z] ints: consecutive updates whose raw membership disagrees with ``inside``
+
+
+def _label_of(value: Any, class_names: Sequence[str] | None) -> str | None:
+    """The label of a detection or track: ``.label``, else ``class_names[.class_id]``, else ``None``."""
+    label = getattr(value, "label", None)
+    if label is None and class_names is not None:
+        class_id = getattr(value, "class_id", None)
+        if class_id is not None and 0 <= int(class_id) < len(class_names):
+            label = class_names[int(class_id)]
+    return label
+
+
+def _track_fields(value: Any, class_names: Sequence[str] | None) -> tuple[Any, str | None]:
+    """A tracks-mapping value as ``(box, label)``: a detection or track object (``.box``, ``.label`` or
+    ``.class_id``), or a bare box."""
+    box = getattr(value, "box", None)
+    if box is not None:
+        return box, _label_of(value, class_names)
+    return value, None
+
+
+class ZoneTracker:
+    """Enter/exit events with inertia and the number of objects per zone and label, fed tracks per update.
+
+    ``update({track_id: box_or_track}, labels)`` once per processed frame; a value is a corner box in frame
+    pixels or anything with ``.box`` and ``.label`` or ``.class_id`` (a :class:`Detection`, a tracker's track;
+    ``class_names`` turns class ids into labels). ``labels`` (``{track_id: label}``) overrides. A track must
+    be inside a zone for the zone's ``inertia`` consecutive updates to enter it, and outside as long to
+    leave; a track missing from an update has ended: it leaves its zones at once (``lost=True``).
+    """
+
+    def __init__(self, zones: Zones, class_names: Sequence[str] | None = None) -> None:
+        self.zones = zones  # may be replaced by a Zones with the same zones for another frame size
+        self._tracks: dict[int, _TrackState] = {}
+        self._inertia = np.array([z.inertia for z in zones.zones], dtype=np.int64)
+        self._labels: list[dict[str, None]] = [dict.fromkeys(z.labels or ()) for z in zones.zones]
+        self._published: dict[tuple[str, str], int] = {}
+        self.class_names = class_names
+
+    def update(self, tracks: Mapping[int, Any], labels: Mapping[int, str] | None = None) -> ZoneUpdate:
+        """Feed this update's live tracks; returns the events and counts (see :class:`ZoneUpdate`)."""
+        ids = list(tracks)
+        fields = [_track_fields(tracks[t], self.class_names) for t in ids]
+        track_labels = [
+            (labels or {}).get(t) or (label if label is not None else UNLABELLED)
+            for t, (_, label) in zip(ids, fields, strict=True)
+        ]
+        boxes = _boxes_of([box for box, _ in fields]) if ids else np.zeros((0, 4))
+        raw = self.zones.membership(boxes, track_labels)
+        events: list[ZoneEvent] = []
+        names = self.zones.names
+        for gone in [t for t in self._tracks if t not in tracks]:
+            state = self._tracks.pop(gone)
+            events += [ZoneEvent("exit", names[z], gone, state.label, True) for z in np.flatnonzero(state.inside)]
+        zero = np.zeros(len(names), dtype=np.int64)
+        for n, track_id in enumerate(ids):
+            state = self._tracks.get(track_id)
+            if state is None:
+                state = _TrackState(track_labels[n], np.zeros(len(names), dtype=bool), zero.copy())
+                self._tracks[track_id] = state
+            state.label = track_labels[n]
+            differs = raw[n] != state.inside
+            state.streak = np.where(differs, state.streak + 1, 0)
+            flip = differs & (state.streak >= self._inertia)
+            for z in np.flatnonzero(flip):
+                kind: Literal["enter", "exit"] = "exit" if state.inside[z] else "enter"
+                events.append(ZoneEvent(kind, names[z], int(track_id), state.label))
+            state.inside = state.inside ^ flip
+            state.streak[flip] = 0
+        counts = self.counts()
+        flat = {(zone, label): n for zone, per in counts.items() for label, n in per.items()}
+        changed = {k: v for k, v in flat.items() if self._published.get(k) != v}
+        self._published = flat
+        return ZoneUpdate(events, counts, changed)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """``{zone: {label: objects in it}}``: the zone's ``labels`` and every label seen in it (0 when gone)."""
+        for state in self._tracks.values():
+            for z in np.flatnonzero(state.inside):
+                self._labels[z].setdefault(state.label)
+        out: dict[str, dict[str, int]] = {}
+        for z, name in enumerate(self.zones.names):
+            per = dict.fromkeys(self._labels[z], 0)
+            for state in self._tracks.values():
+                if state.inside[z]:
+                    per[state.label] += 1
+            out[name] = per
+        return out
+
+    def zones_of(self, track_id: int) -> set[str]:
+        """The zones ``track_id`` is in now (after inertia)."""
+        state = self._tracks.get(track_id)
+        if state is None:
+            return set()
+        return {self.zones.names[z] for z in np.flatnonzero(state.inside)}
+
+    def reset(self) -> ZoneUpdate:
+        """Every track leaves (``lost``): e.g. when the source restarts."""
+        return self.update({})
+
+
+# --- drawing ----------------------------------------------------------------------------------------------
+
+_MASK_COLOR = (128, 128, 128)
+
+
+def _label(out: np.ndarray, text: str, x: int, y: int, color: tuple[int, int, int]) -> None:
+    """``text`` on a filled ``color`` box, above (x, y) if there is room, else below (draw.py's style)."""
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+    ty = y - 4 if y - th - base - 4 >= 0 else y + th + 4
+    cv2.rectangle(out, (x, ty - th - 2), (x + tw + 2, ty + base - 2), color, -1)
+    cv2.putText(out, text, (x + 1, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+
+
+def _mask_overlay(zones: Zones, shape: tuple[int, int]) -> np.ndarray:
+    """The masks rasterised for frame ``shape`` (h, w): 0 outside, 1 inside, 2 on a hatch line (cached)."""
+    cached = zones._overlay.get(shape)
+    if cached is None:
+        h, w = shape
+        inside = np.zeros((h, w), dtype=np.uint8)
+        for poly in zones.mask_polygons:
+            cv2.fillPoly(inside, [np.round(poly).astype(np.int32)], 1)
+        yy, xx = np.mgrid[0:h, 0:w]
+        hatch = ((xx + yy) % 12) < 2
+        cached = np.where(inside.astype(bool) & hatch, 2, inside).astype(np.uint8)
+        zones._overlay[shape] = cached
+    return cached
+
+
+def draw_zones(
+    frame: np.ndarray, zones: Zones, counts: Mapping[str, Mapping[str, int]] | None = None, *, copy: bool = True
+) -> np.ndarray:
+    """The BGR ``frame`` with the zones outlined (name, and the counts if given) and the masks dimmed and
+    hatched; a copy unless ``copy=False``."""
+    out = frame.copy() if copy else frame
+    thickness = max(1, round(min(out.shape[:2]) / 300))
+    if zones.masks:
+        overlay = _mask_overlay(zones, out.shape[:2])
+        inside = overlay > 0
+        out[inside] = out[inside] // 2
+        out[overlay == 2] = _MASK_COLOR
+        for poly in zones.mask_polygons:
+            cv2.polylines(out, [np.round(poly).astype(np.int32)], True, _MASK_COLOR, thickness, cv2.LINE_AA)
+    for z, (zone, poly) in enumerate(zip(zones.zones, zones.polygons, strict=True)):
+        color = PALETTE[(z + 3) % len(PALETTE)]
+        pts = np.round(poly).astype(np.int32)
+        cv2.polylines(out, [pts], True, color, thickness, cv2.LINE_AA)
+        per = (counts or {}).get(zone.name) or {}
+        text = zone.name + "".join(f" {label} {n}" for label, n in per.items() if n)
+        top = int(np.argmin(pts[:, 1] * 100000 + pts[:, 0]))
+        _label(out, text, int(pts[top, 0]), int(pts[top, 1]), color)
+    return out
+
+
+def draw_tracks(
+    frame: np.ndarray,
+    tracks: Mapping[int, Any] | Iterable[Any],
+    class_names: Sequence[str] | None = None,
+    *,
+    copy: bool = True,
+) -> np.ndarray:
+    """The BGR ``frame`` with each track's box and ``label #id score`` (colour by class), like
+    :func:`edgedet.edge.runtime.draw.draw_detections`; a copy unless ``copy=False``.
+
+    ``tracks``: ``{track_id: detection}``, ``(track_id, detection)`` pairs, or objects with ``.id``; each
+    with ``.box``, ``.score``, ``.class_id`` and ``.label`` (or a label from ``class_names``).
+    """
+    out = frame.copy() if copy else frame
+    thickness = max(1, round(min(out.shape[:2]) / 300))
+    items = (
+        tracks.items() if isinstance(tracks, Mapping) else (t if isinstance(t, tuple) else (t.id, t) for t in tracks)
+    )
+    for track_id, det in items:
+        class_id = int(getattr(det, "class_id", 0))
+        color = PALETTE[class_id % len(PALETTE)]
+        x1, y1, x2, y2 = (round(v) for v in det.box)
+        cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)
+        label = _label_of(det, class_names) or str(class_id)
+        _label(out, f"{label} #{track_id} {float(det.score):.2f}", x1, y1, color)
+    return out
