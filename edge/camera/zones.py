@@ -40,7 +40,7 @@ from edgedet.edge.runtime.settings import (
     NonEmptyText,
     StrictModel,
     Text,
-    _error_line,
+    error_line,
 )
 
 __all__ = [
@@ -123,7 +123,7 @@ def validate_items(model_cls: type[M], raw: Any, what: str, *, mapping: bool = F
             except ValidationError as exc:
                 err = exc.errors(include_url=False)[0]
                 custom = [e for e in exc.errors(include_url=False) if e.get("type") == "value_error"]
-                key, reason = _error_line(model_cls, item, custom[0] if custom else err)
+                key, reason = error_line(model_cls, item, custom[0] if custom else err)
                 raise ConfigKeyError(f"{where}.{key}" if key else where, reason) from None
         if mapping:
             out[index] = value

@@ -46,6 +46,7 @@ __all__ = [
     "Text",
     "apply_overrides",
     "deep_merge",
+    "error_line",
     "json_schema",
     "key_table",
     "load",
@@ -286,8 +287,9 @@ def _shown(value: Any) -> str:
     return repr(value)
 
 
-def _error_line(model_cls: type[BaseModel], raw: Mapping[str, Any], err: Mapping[str, Any]) -> tuple[str, str]:
-    """``(dotted key, reason)`` for one pydantic error."""
+def error_line(model_cls: type[BaseModel], raw: Mapping[str, Any], err: Mapping[str, Any]) -> tuple[str, str]:
+    """``(dotted key, reason)`` for one pydantic error of ``model_cls`` validating ``raw`` (also used by
+    list items that validate themselves, so their errors read like every other key's)."""
     loc = tuple(err.get("loc", ()))
     path, info, owner = _walk(model_cls, loc)
     kind = err.get("type", "")
@@ -330,7 +332,7 @@ def validate(
     except ValidationError as exc:
         lines: dict[str, str] = {}
         for err in exc.errors(include_url=False):
-            key, reason = _error_line(model_cls, mapping, err)
+            key, reason = error_line(model_cls, mapping, err)
             custom = err.get("type") in ("value_error", "assertion_error")
             if key not in lines or custom:  # a union's branches: one line per key, a validator's reason first
                 lines[key] = reason
