@@ -1,0 +1,148 @@
+"""The best snapshot of each object: the full frame with its box drawn and a crop of the object, kept on
+disk under a size and age budget and served at ``/events/<id>/snapshot.jpg`` (``?crop=1``: the crop).
+
+Files are ``<dir>/<event id>.jpg`` and ``<dir>/<event id>-crop.jpg``, written atomically (a temporary file
+renamed over the old one), so a reader never sees half a JPEG. When the folder grows past ``max_bytes`` or
+files grow older than ``max_age_s``, the oldest go first — never those of an object still alive. A full or
+read-only disk is logged and counted; detection and events go on without snapshots.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Collection
+from pathlib import Path
+from typing import Annotated, Any
+
+import cv2
+import numpy as np
+from pydantic import Field
+
+from edgedet.edge.runtime.settings import Flag, Int, Number, StrictModel, Text
+
+__all__ = ["SnapshotSettings", "SnapshotStore"]
+
+log = logging.getLogger(__name__)
+_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class SnapshotSettings(StrictModel):
+    """Best-so-far snapshots of every object."""
+
+    enabled: Flag = Field(True, description="keep the best snapshot of each object")
+    dir: Text = Field("snapshots", description="folder for the JPEG files (made when missing)")
+    max_bytes: Annotated[Int, Field(ge=0)] = Field(
+        200_000_000, description="the folder's budget; the oldest files go first (0: no limit)"
+    )
+    max_age_s: Annotated[Number, Field(ge=0)] = Field(
+        7 * 86400.0, description="files older than this are deleted (0: no limit)"
+    )
+    jpeg_quality: Annotated[Int, Field(ge=1, le=100)] = Field(85, description="JPEG quality")
+    crop_margin: Annotated[Number, Field(ge=0, le=2)] = Field(
+        0.2, description="the crop extends the box by this fraction of its size on each side"
+    )
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class SnapshotStore:
+    """Writes, prunes and finds the snapshot files. ``draw(frame, box, label)`` annotates the full frame;
+    ``live()`` returns the event ids that must not be deleted."""
+
+    def __init__(
+        self,
+        settings: SnapshotSettings,
+        draw: Callable[[np.ndarray, Any], np.ndarray] | None = None,
+        live: Callable[[], Collection[str]] = frozenset,
+        prune_every_s: float = 10.0,
+    ) -> None:
+        self.settings = settings
+        self.dir = Path(settings.dir)
+        self.draw = draw
+        self.live = live
+        self.errors = 0
+        self.written = 0
+        self._lock = threading.Lock()
+        self._prune_every_s = prune_every_s
+        self._next_prune = 0.0
+
+    def path(self, event_id: str, crop: bool = False) -> Path | None:
+        """The file of ``event_id`` (``None`` for an id that is not one of ours or has no file)."""
+        if not _ID.match(event_id):
+            return None
+        path = self.dir / f"{event_id}{'-crop' if crop else ''}.jpg"
+        return path if path.is_file() else None
+
+    def save(self, event_id: str, frame: np.ndarray, box: Any, label: str = "") -> bool:
+        """Write the frame (annotated) and the crop of ``box`` for ``event_id``; whether it worked."""
+        s = self.settings
+        params = [cv2.IMWRITE_JPEG_QUALITY, int(s.jpeg_quality)]
+        h, w = frame.shape[:2]
+        x1, y1, x2, y2 = (float(v) for v in box)
+        mx, my = (x2 - x1) * s.crop_margin, (y2 - y1) * s.crop_margin
+        cx1, cy1 = max(0, int(x1 - mx)), max(0, int(y1 - my))
+        cx2, cy2 = min(w, int(np.ceil(x2 + mx))), min(h, int(np.ceil(y2 + my)))
+        full = self.draw(frame, box) if self.draw is not None else frame
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            ok, data = cv2.imencode(".jpg", full, params)
+            if not ok:
+                raise OSError("JPEG encoding failed")
+            _atomic_write(self.dir / f"{event_id}.jpg", data.tobytes())
+            if cx2 > cx1 and cy2 > cy1:
+                ok, data = cv2.imencode(".jpg", frame[cy1:cy2, cx1:cx2], params)
+                if ok:
+                    _atomic_write(self.dir / f"{event_id}-crop.jpg", data.tobytes())
+        except OSError as exc:
+            self.errors += 1
+            if self.errors <= 3 or self.errors % 100 == 0:
+                log.error("snapshot %s (%s): %s (%d errors so far); events go on", event_id, label, exc, self.errors)
+            return False
+        self.written += 1
+        self.prune(keep=(event_id,))
+        return True
+
+    def prune(self, now: float | None = None, force: bool = False, keep: Collection[str] = ()) -> list[Path]:
+        """Delete past the budget (oldest first, never a live object's nor those of ``keep``); the files
+        deleted. Runs at most every ``prune_every_s`` unless ``force``."""
+        now = time.time() if now is None else now
+        if not force and now < self._next_prune:
+            return []
+        self._next_prune = now + self._prune_every_s
+        s = self.settings
+        with self._lock:
+            try:
+                files = [(p, p.stat()) for p in self.dir.glob("*.jpg")]
+            except OSError:
+                return []
+            keep = {str(i) for i in self.live()} | set(keep)
+            files.sort(key=lambda item: item[1].st_mtime)
+            total = sum(st.st_size for _, st in files)
+            deleted = []
+            for path, st in files:
+                event_id = path.stem.removesuffix("-crop")
+                too_old = s.max_age_s and now - st.st_mtime > s.max_age_s
+                too_big = s.max_bytes and total > s.max_bytes
+                if not (too_old or too_big) or event_id in keep:
+                    continue
+                try:
+                    path.unlink()
+                except OSError:
+                    continue
+                total -= st.st_size
+                deleted.append(path)
+            return deleted
