@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 import yaml
 from conftest import REPO, shared_path
+from tests_support import detection_events
 
 from edgedet.edge.core.model_spec import ModelSpec
 from edgedet.edge.core.priors import PriorConfig
@@ -326,7 +327,7 @@ def test_events_match_the_detector_on_the_same_frames(daemon, tiny_model, blob_v
     reference = [detector.detect(frame) for frame in read_frames(blob_video)]
     assert sum(map(len, reference)) > 10 and len({len(r) for r in reference}) > 1  # varied, not constant
     events_path = daemon.config_path.parent / "events.jsonl"
-    events = [json.loads(line) for line in events_path.read_text().splitlines()]
+    events = detection_events(events_path)
     assert len(events) >= 30
     seen = set()
     for event in events:
@@ -399,7 +400,12 @@ def test_sigterm_stops_within_2s_with_events_flushed(tmp_path, tiny_model, blob_
     assert text.endswith("\n")
     lines = text.splitlines()
     assert len(lines) >= 10 and all(json.loads(line)["camera"] == "test-cam" for line in lines)
-    assert "SIGTERM: stopping" in proc.log() and f"stopped after {len(lines)} frames" in proc.log()
+    frames = detection_events(tmp_path / "events.jsonl")
+    assert "SIGTERM: stopping" in proc.log() and f"stopped after {len(frames)} frames" in proc.log()
+    objects = [json.loads(line) for line in lines if json.loads(line)["type"] != "detections"]
+    live = {e["id"] for e in objects if e["type"] == "new"}
+    assert live and live == {e["id"] for e in objects if e["type"] == "end"}  # every object ended at the stop
+    assert {e["reason"] for e in objects if e["type"] == "end"} <= {"lost", "stopped", "source looped"}
 
 
 def test_systemd_ready_watchdog_and_stopping_notifications(tmp_path, tiny_model, blob_video):
@@ -512,7 +518,7 @@ def test_ultraface_daemon_finds_the_faces_detect_finds(tmp_path):
         proc.stop()
     detector = Detector.from_model(model, spec=ModelSpec.ultraface(), threads=2)
     reference = [detector.detect(frame) for frame in read_frames(video)]
-    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    events = detection_events(tmp_path / "events.jsonl")
     assert processed >= 8 and len(events) >= 5  # events only for frames with faces (include_empty off)
     for event in events:
         assert event["detections"] and all(d["label"] == "face" for d in event["detections"])
@@ -600,7 +606,7 @@ def test_mqtt_events_and_online_offline_status(tmp_path, broker, tiny_model, blo
     prefix, name = "edgedet-test", "cam1"
     status_topic, detections_topic = f"{prefix}/{name}/status", f"{prefix}/{name}/detections"
     sub = Subscriber(broker, f"{prefix}/#")
-    mqtt = {"host": "127.0.0.1", "port": broker, "topic_prefix": prefix, "qos": 1, "keepalive": 5}
+    mqtt = {"host": "127.0.0.1", "port": broker, "topic_prefix": prefix, "qos": 1, "keepalive": 5, "detections": True}
     config = tiny_config(tiny_model, blob_video, tmp_path, name=name, mqtt=mqtt)
     try:
         proc = DaemonProcess(tmp_path / "run1", config)
@@ -676,7 +682,7 @@ def test_mqtt_broker_down_at_start_queues_qos1_events_until_it_comes(broker):
 
     port = free_port()  # nothing listens here yet
     sub = Subscriber(broker, "edgedet/cam/#")
-    sink = MqttSink(MqttConfig(host="127.0.0.1", port=port, qos=1), "cam", reconnect_max_s=1)
+    sink = MqttSink(MqttConfig(host="127.0.0.1", port=port, qos=1, detections=True), "cam", reconnect_max_s=1)
     forwarder = None
     try:
         for i in range(3):
@@ -707,7 +713,9 @@ def test_mqtt_queue_overflow_keeps_the_newest_events_and_delivers_later_ones(bro
 
     port = free_port()  # nothing listens here yet
     sub = Subscriber(broker, "edgedet/cam/#")
-    sink = MqttSink(MqttConfig(host="127.0.0.1", port=port, qos=1), "cam", max_queued=5, reconnect_max_s=1)
+    sink = MqttSink(
+        MqttConfig(host="127.0.0.1", port=port, qos=1, detections=True), "cam", max_queued=5, reconnect_max_s=1
+    )
     forwarder = None
     received = lambda: [json.loads(p)["frame_index"] for p in sub.on("edgedet/cam/detections")]  # noqa: E731
     try:

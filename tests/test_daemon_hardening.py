@@ -43,6 +43,7 @@ from test_daemon import (  # the shared fixtures and helpers of the end-to-end d
     tiny_config,
     write_video,
 )
+from tests_support import detection_events
 
 from edgedet.edge.camera.config import load_config
 from edgedet.edge.camera.daemon import Daemon
@@ -258,7 +259,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _positions(events: Path) -> list[int]:
-    return [json.loads(line)["source_position"] for line in events.read_text().splitlines()]
+    return [e["source_position"] for e in detection_events(events)]
 
 
 @pytest.mark.slow
@@ -291,7 +292,7 @@ def test_low_fd_limit_and_a_flood_of_slow_connections_leave_the_daemon_working(t
         fds = len(os.listdir(f"/proc/{pid}/fd"))
         assert fds <= limit - 12, f"{fds} of {limit} files open (were {base_fds}): no reserve left"
 
-        lines = len(events.read_text().splitlines())
+        lines = len(_positions(events))
         cpu0, t0 = _cpu_seconds(pid), time.monotonic()
         for _ in range(5):
             status, _, elapsed = timed_get(proc.url + "/healthz", timeout=5)
@@ -454,6 +455,8 @@ def test_a_detector_failing_on_every_frame_is_unhealthy_and_stops_the_watchdog(
 
 class FlakyDetector:
     """Fails on three frames of four."""
+
+    labels = ("thing",)
 
     def __init__(self) -> None:
         self.last_timings = StageTimings(1.0, 1.0, 1.0)

@@ -1,13 +1,13 @@
 """The daemon's detector loop in-process, with a stand-in detector: failures are counted and survived,
 events go to the sinks only when there is something to say, ``max_fps`` caps the rate, ``stop`` is quick."""
 
-import json
 import threading
 import time
 
 import cv2
 import numpy as np
 import pytest
+from tests_support import detection_events
 
 from edgedet.edge.camera.capture import Frame
 from edgedet.edge.camera.config import load_config
@@ -17,6 +17,8 @@ from edgedet.edge.runtime.detector import Detection, StageTimings
 
 class FakeDetector:
     """Finds one box on odd frames, none on even ones, and fails on frames whose first pixel is 255."""
+
+    labels = ("thing",)
 
     def __init__(self) -> None:
         self.last_timings = StageTimings()
@@ -63,7 +65,7 @@ def test_process_emits_events_only_with_detections_and_survives_failures(tmp_pat
     metrics = daemon.metrics.render()
     assert "edgedet_inference_errors_total 1" in metrics and "edgedet_frames_processed_total 7" in metrics
     assert "edgedet_detections_total 4" in metrics
-    written = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    written = detection_events(tmp_path / "events.jsonl")
     assert [e["frame_index"] for e in written] == [1, 3, 5, 7]  # include_empty off: frames with detections
     assert daemon.results.event()["frame_index"] == 7  # /detections shows every processed frame
     index, jpeg = daemon.results.jpeg()
@@ -78,7 +80,7 @@ def test_include_empty_emits_every_frame(tmp_path):
             daemon.process(frame(i))
     finally:
         daemon.close()
-    assert len((tmp_path / "events.jsonl").read_text().splitlines()) == 4
+    assert len(detection_events(tmp_path / "events.jsonl")) == 4
 
 
 def test_run_caps_the_rate_and_stops_quickly(tmp_path):

@@ -40,6 +40,12 @@ DAEMON_METRICS = {
     "edgedet_mqtt_published": ("counter", set(), "Events handed to the MQTT client."),
     "edgedet_mqtt_errors": ("counter", set(), "Events not published (broker down, queue full)."),
     "edgedet_mqtt_connected": ("gauge", set(), "1 while connected to the MQTT broker."),
+    # added with object events and motion gating
+    "edgedet_frames_skipped": ("counter", {"reason"}, "Frames the motion gate kept from the detector, by reason."),
+    "edgedet_object_events": ("counter", {"type"}, "Object events by type."),
+    "edgedet_objects_active": ("gauge", set(), "Objects being tracked now."),
+    "edgedet_detections_filtered": ("counter", set(), "Detections dropped by the filters and ignore masks."),
+    "edgedet_snapshot_errors": ("counter", set(), "Snapshots that could not be written (full or read-only disk)."),
 }
 # Added by the library's ProcessCollector (Linux only: it reads /proc) and PlatformCollector.
 PROCESS_METRICS = {
@@ -55,6 +61,7 @@ LATENCY_LE = ["0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25"
 
 
 class FakeDetector:
+    labels = ("thing",)
     last_timings = StageTimings(1.0, 2.0, 0.5)
 
 

@@ -3,6 +3,7 @@ transitions, stationary objects; and the best-snapshot store with its budget."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from types import SimpleNamespace
@@ -100,3 +101,18 @@ def test_snapshot_store_on_a_readonly_folder_counts_and_goes_on(tmp_path):
     blocker.write_text("x")
     store = SnapshotStore(SnapshotSettings(dir=str(blocker / "sub")))
     assert not store.save("r-1", np.zeros((8, 8, 3), np.uint8), (0, 0, 4, 4)) and store.errors == 1
+
+
+def test_home_assistant_discovery_reads_the_retained_counts():
+    from edgedet.edge.camera.config import MqttConfig
+    from edgedet.edge.camera.sinks import discovery_messages
+
+    config = MqttConfig(host="b", topic_prefix="home/cams", discovery=True)
+    messages = discovery_messages(config, "front", {"drive-way": ["car", "person"]})
+    assert len(messages) == 4  # an occupancy and a count sensor per zone and label
+    occupancy = json.loads(messages["homeassistant/binary_sensor/edgedet_front_drive_way_car/config"])
+    assert occupancy["state_topic"] == "home/cams/front/drive-way/car" and occupancy["device_class"] == "occupancy"
+    assert occupancy["availability"][0]["topic"] == "home/cams/front/status"
+    count = json.loads(messages["homeassistant/sensor/edgedet_front_drive_way_person/config"])
+    assert count["state_topic"] == "home/cams/front/drive-way/person" and count["unit_of_measurement"] == "objects"
+    assert len({json.loads(m)["unique_id"] for m in messages.values()}) == 4

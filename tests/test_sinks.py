@@ -74,6 +74,7 @@ def test_event_payload():
     det = Detection((1.0, 2.0, 30.0, 40.0), 0.9, 0, "face")
     ev = build_event("cam", "video.avi", frame, [det], StageTimings(1.0, 2.0, 0.5))
     assert ev == {
+        "type": "detections",
         "camera": "cam",
         "timestamp": 1700000000.25,
         "time": "2023-11-14T22:13:20.250Z",
@@ -227,17 +228,21 @@ def test_mqtt_without_a_broker_queues_the_newest_qos1_events():
     pytest.importorskip("paho.mqtt.client", reason="paho-mqtt (edge extra) publishes the events")
     from edgedet.edge.camera.config import MqttConfig
 
-    sink = MqttSink(MqttConfig(host="127.0.0.1", port=unused_port(), qos=1), "cam", max_queued=5, reconnect_max_s=1)
+    sink = MqttSink(
+        MqttConfig(host="127.0.0.1", port=unused_port(), qos=1, detections=True), "cam", max_queued=5, reconnect_max_s=1
+    )
     try:
         for i in range(8):
             sink.emit({"frame_index": i})
         assert not sink.connected and sink.queued == 5
-        assert [json.loads(p)["frame_index"] for p in sink._pending.items()] == [3, 4, 5, 6, 7]
+        assert [json.loads(p)["frame_index"] for _, p in sink._pending.items()] == [3, 4, 5, 6, 7]
         assert sink.published == 8 and sink.errors == 3  # accepted 8; the 3 oldest dropped
     finally:
         sink.close()
 
-    sink = MqttSink(MqttConfig(host="127.0.0.1", port=unused_port(), qos=0), "cam", max_queued=5, reconnect_max_s=1)
+    sink = MqttSink(
+        MqttConfig(host="127.0.0.1", port=unused_port(), qos=0, detections=True), "cam", max_queued=5, reconnect_max_s=1
+    )
     try:
         sink.emit({"frame_index": 0})
         assert sink.queued == 0 and sink.errors == 1  # QoS 0 promises nothing: not queued

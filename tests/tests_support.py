@@ -8,6 +8,15 @@ import pytest
 from edgedet.edge.eval.coco_metrics import ImageDetections, ImageTruth
 
 
+def detection_events(path) -> list[dict]:
+    """The per-frame detection events of an events file (object events share it)."""
+    import json
+    from pathlib import Path
+
+    events = [json.loads(line) for line in Path(path).read_text().splitlines()]
+    return [e for e in events if e.get("type") == "detections"]
+
+
 def brute_iou(a, b) -> float:
     """IoU of two corner boxes, written out plainly."""
     iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))

@@ -18,6 +18,12 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
+from edgedet.edge.camera.filters import ObjectFilterSettings
+from edgedet.edge.camera.motion import MotionSettings
+from edgedet.edge.camera.objects import ObjectSettings
+from edgedet.edge.camera.scene import TrackingSettings
+from edgedet.edge.camera.snapshots import SnapshotSettings
+from edgedet.edge.camera.zones import MaskList, ZoneList
 from edgedet.edge.runtime.settings import (
     ConfigKeyError,
     Expect,
@@ -125,6 +131,8 @@ class EventsConfig(StrictModel):
         3, description="rotated files kept (`PATH.1` newest … `PATH.N`)"
     )
     include_empty: Flag = Field(False, description="also emit frames with no detections (file and MQTT)")
+    detections: Flag = Field(True, description="per-frame detection events in the file")
+    objects: Flag = Field(True, description="object events (`new`, `update`, `end`, `enter`, `exit`) in the file")
 
     @field_validator("max_bytes")
     @classmethod
@@ -149,6 +157,13 @@ class MqttConfig(StrictModel):
     password: NonEmptyText | None = Field(None, description="broker password (needs `username`)")
     tls: Flag = Field(False, description="TLS to the broker")
     ca_certs: NonEmptyText | None = Field(None, description="CA bundle for TLS (null: the system's CAs)")
+    detections: Flag = Field(
+        False, description="also publish every frame's detections to `<prefix>/<name>/detections` (chatty)"
+    )
+    discovery: Flag = Field(
+        False, description="Home Assistant MQTT discovery: occupancy and count sensors per zone and label"
+    )
+    discovery_prefix: NonEmptyText = Field("homeassistant", description="Home Assistant's discovery topic prefix")
     max_queued: Annotated[Int, Field(ge=1, le=1_000_000)] = Field(
         1000, description="QoS 1/2 events kept while the broker is away; when full the oldest are dropped"
     )
@@ -265,6 +280,21 @@ class DaemonConfig(StrictModel):
     )
     reconnect: Annotated[ReconnectConfig, SectionInput] = section(
         ReconnectConfig, "backoff between attempts to re-open a failed source"
+    )
+    tracking: Annotated[TrackingSettings, SectionInput] = section(TrackingSettings, "the multi-object tracker")
+    objects: Annotated[ObjectSettings, SectionInput] = section(ObjectSettings, "when object events are sent")
+    zones: ZoneList = Field(
+        default_factory=list, description="named polygons: `enter`/`exit` events and object counts per zone"
+    )
+    masks: MaskList = Field(default_factory=list, description="polygons where detections are ignored")
+    filters: Annotated[ObjectFilterSettings, SectionInput] = section(
+        ObjectFilterSettings, "per-label minimum score, area and aspect ratio"
+    )
+    motion: Annotated[MotionSettings, SectionInput] = section(
+        MotionSettings, "motion gating: the model sleeps while nothing moves"
+    )
+    snapshots: Annotated[SnapshotSettings, SectionInput] = section(
+        SnapshotSettings, "the best snapshot of each object, kept under a budget"
     )
 
     @model_validator(mode="before")

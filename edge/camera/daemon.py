@@ -3,9 +3,12 @@
 Data path, one module per step: :mod:`edgedet.edge.camera.sources` (camera, pipeline, stream, file, folder) ->
 :mod:`edgedet.edge.camera.capture` (a thread keeping only the newest frame, reconnecting with backoff) ->
 ``runtime.detector.Detector`` (``runtime.preprocess`` -> ``runtime.backends`` -> ``runtime.decoders`` with NMS)
--> ``camera.events`` (the JSON event) -> ``camera.sinks`` (JSON-lines file or stdout, MQTT) and
-``camera.latest_result`` -> ``camera.http`` (``/healthz``, ``/metrics``, ``/detections``,
-``/snapshot.jpg``, ``/stream.mjpg``), with :mod:`edgedet.edge.camera.metrics` counting everything.
+-> ``camera.scene`` (filters and masks, the tracker, zones, object events; before the detector, the motion
+gate that lets the model sleep on a static scene) -> ``camera.sinks`` (JSON-lines file or stdout, MQTT)
+and ``camera.latest_result`` -> ``camera.http`` (``/healthz``, ``/metrics``, ``/detections``,
+``/snapshot.jpg``, ``/stream.mjpg``, ``/events``), with :mod:`edgedet.edge.camera.metrics` counting
+everything. Per-frame detection events (``camera.events``) still go to the events file; MQTT carries object
+events unless ``mqtt.detections`` is set.
 
 The detector runs in the main thread; SIGTERM / SIGINT stop it within two seconds, flushing the events
 file and publishing MQTT ``offline``. Under systemd (``Type=notify``) it reports ``READY=1`` and pings the
@@ -35,7 +38,9 @@ from edgedet.edge.camera.http import HttpApp, HttpServer
 from edgedet.edge.camera.latest_result import LatestResult
 from edgedet.edge.camera.metrics import LATENCY_BUCKETS, CounterFunction, Registry
 from edgedet.edge.camera.redact import redact_text
+from edgedet.edge.camera.scene import Scene, SceneUpdate
 from edgedet.edge.camera.sinks import JsonLinesSink, MqttSink, Sink
+from edgedet.edge.camera.snapshots import SnapshotStore
 from edgedet.edge.camera.sources import (
     CaptureSource,
     SourceError,
@@ -47,8 +52,11 @@ from edgedet.edge.camera.sources import (
     source_kind,
 )
 from edgedet.edge.camera.systemd import Watchdog, notify
+from edgedet.edge.camera.tracking import Track
+from edgedet.edge.camera.zones import ConfigCheckError, check_labels, draw_tracks, draw_zones
 from edgedet.edge.runtime.backends.base import failure_reason
 from edgedet.edge.runtime.detector import Detection, Detector, load_spec
+from edgedet.edge.runtime.draw import draw_detections
 from edgedet.edge.runtime.pipeline import Pipeline
 
 __all__ = ["Daemon", "cli", "config_overrides", "open_detector"]
@@ -131,6 +139,27 @@ class Daemon:
         self.processing_window_s = config.health_window_s if processing_window_s is None else processing_window_s
         self.http_options = dict(http_options or {})
         self.detector = detector if detector is not None else open_detector(config)
+        labels = tuple(self.detector.labels)
+        try:
+            config.filters.check_labels(labels)
+            check_labels(config.zones, labels, "zones")
+            check_labels(config.masks, labels, "masks")
+        except ConfigCheckError as exc:
+            raise ValueError(str(exc)) from exc
+        self.snapshots = SnapshotStore(config.snapshots, live=self._live_event_ids) if config.snapshots.dir else None
+        self.scene = Scene(
+            config.name,
+            labels,
+            tracking=config.tracking,
+            objects=config.objects,
+            filters=config.filters,
+            zones=config.zones,
+            masks=config.masks,
+            motion=config.motion,
+            snapshot=self._snapshot if self.snapshots is not None else None,
+        )
+        self._source_epoch = (0, 0)  # (reconnects, loops) of the capture: a change ends every object
+        self._last_extra: Any = None
         self.stopping = threading.Event()
         self.slot = FrameSlot()
         options = SourceOptions(config.capture_width, config.capture_height, config.source_fps)
@@ -141,7 +170,7 @@ class Daemon:
             pace_fps=config.source_fps,
             backoff=Backoff(config.reconnect.initial_s, config.reconnect.max_s),
         )
-        self.results = LatestResult(config.http.jpeg_quality)
+        self.results = LatestResult(config.http.jpeg_quality, overlay=self._overlay)
         self.sinks: list[Sink] = []
         self.events_sink: JsonLinesSink | None = None
         self.mqtt: MqttSink | None = None
@@ -233,6 +262,28 @@ class Daemon:
         )
         Gauge("edgedet_mqtt_connected", "1 while connected to the MQTT broker.", registry=r).set_function(
             lambda: int(self.mqtt.connected) if self.mqtt else 0
+        )
+        self.m_skipped = Counter(
+            "edgedet_frames_skipped_total",
+            "Frames the motion gate kept from the detector, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.m_objects = Counter("edgedet_object_events_total", "Object events by type.", ["type"], registry=r)
+        Gauge("edgedet_objects_active", "Objects being tracked now.", registry=r).set_function(
+            lambda: len(self.scene.objects.live)
+        )
+        CounterFunction(
+            "edgedet_detections_filtered_total",
+            "Detections dropped by the filters and ignore masks.",
+            lambda: self.scene.filtered,
+            r,
+        )
+        CounterFunction(
+            "edgedet_snapshot_errors_total",
+            "Snapshots that could not be written (full or read-only disk).",
+            lambda: self.snapshots.errors if self.snapshots else 0,
+            r,
         )
 
     def fps(self) -> float:
@@ -329,6 +380,8 @@ class Daemon:
                 cfg.mqtt, cfg.name, max_queued=cfg.mqtt.max_queued, reconnect_max_s=cfg.reconnect.max_s
             )
             self.sinks.append(self.mqtt)
+            labels = list(self.scene.labels)
+            self.mqtt.announce({z.name: list(z.labels or labels) for z in cfg.zones})
         self._last_ok, self._captured_at_ok = time.monotonic(), self.capture.captured
         if cfg.http.enabled:
             app = HttpApp(
@@ -339,6 +392,7 @@ class Daemon:
                 token=cfg.http.token,
                 stream_fps=cfg.http.stream_fps,
                 stream_clients=cfg.http.stream_clients,
+                snapshot_file=self.snapshots.path if self.snapshots is not None else None,
             )
             try:
                 options = {
@@ -403,6 +457,9 @@ class Daemon:
                 frame = self.slot.take(timeout=0.25)
                 if frame is None:
                     continue
+                self._check_source_restart()
+                if not self._gate(frame):
+                    continue
                 if pipeline is None:
                     self.process(frame)
                 else:
@@ -414,6 +471,26 @@ class Daemon:
                 self._guarded(pipeline.flush)
                 pipeline.close()
         return 0
+
+    def _gate(self, frame: Frame) -> bool:
+        """Does the model run on ``frame``? A skipped frame still shows on the stream, and counts as
+        handled for ``/healthz`` (nothing moved, so nothing was missed)."""
+        decision = self.scene.gate(frame.image, frame.timestamp)
+        if decision.run:
+            return True
+        self.m_skipped.labels(reason=decision.reason).inc()
+        self.scene.skip(frame.timestamp)
+        self._last_ok, self._captured_at_ok = time.monotonic(), self.capture.captured
+        self.results.update(frame, (), self.results.event() or {}, self._last_extra)
+        return False
+
+    def _check_source_restart(self) -> None:
+        """The source reconnected or a file looped: the objects seen before are gone (``end`` events)."""
+        epoch = (self.capture.reconnects, self.capture.loops)
+        if epoch != self._source_epoch:
+            reason = "source restarted" if epoch[0] != self._source_epoch[0] else "source looped"
+            self._source_epoch = epoch
+            self._emit_objects(self.scene.restart(time.time(), reason), {})
 
     def _pipelined(self, pipeline: Pipeline, frame: Frame) -> None:
         """Start ``frame``, publish the one before it; finish ``frame`` too unless the next comes soon."""
@@ -461,6 +538,8 @@ class Daemon:
         self.m_stage.labels(stage="preprocess").observe(timings.preprocess_ms / 1e3)
         self.m_stage.labels(stage="inference").observe(timings.inference_ms / 1e3)
         self.m_stage.labels(stage="decode").observe(timings.decode_ms / 1e3)
+        update = self.scene.observe(frame.image, detections, frame.timestamp)
+        detections = update.detections
         self.m_detections.inc(len(detections))
         self.processed += 1
         self._last_frame_time = frame.timestamp
@@ -468,11 +547,53 @@ class Daemon:
         self._last_ok, self._captured_at_ok = time.monotonic(), self.capture.captured
         self._tally(True)
         event = build_event(self.config.name, self.source, frame, detections, timings)
-        self.results.update(frame, detections, event)
+        self._last_extra = update
+        self.results.update(frame, detections, event, update)
         if detections or self.config.events.include_empty:
-            for sink in self.sinks:
-                sink.emit(event)
+            if self.events_sink is not None and self.config.events.detections:
+                self.events_sink.emit(event)
+            if self.mqtt is not None:
+                self.mqtt.emit(event)  # published only with mqtt.detections
+        self._emit_objects(update.events, update.changed)
         return event
+
+    def _emit_objects(self, events: list[dict[str, Any]], changed: dict[tuple[str, str], int]) -> None:
+        """Object events to ``/events``, the events file and MQTT; changed zone counts to MQTT (retained)."""
+        if events:
+            self.results.add_events(events)
+            for e in events:
+                self.m_objects.labels(type=e["type"]).inc()
+                if self.events_sink is not None and self.config.events.objects:
+                    self.events_sink.emit(e)
+                if self.mqtt is not None:
+                    self.mqtt.emit(e)
+        if self.mqtt is not None:
+            for (zone, label), n in changed.items():
+                self.mqtt.retain(f"{zone}/{label}", str(n))
+
+    # ------------------------------------------------------------------------------- drawing, snapshots
+
+    def _overlay(self, image: np.ndarray, detections: Any, extra: Any) -> np.ndarray:
+        """The annotated frame of ``/snapshot.jpg`` and the stream: zones, then tracks with their IDs (or
+        plain boxes without tracking)."""
+        if not isinstance(extra, SceneUpdate) or self.scene.tracker is None:
+            return draw_detections(image, detections)
+        out = image
+        if self.scene.zones is not None and (self.scene.zones.zones or self.scene.zones.masks):
+            out = draw_zones(image, self.scene.zones, extra.counts)
+        tracks = {track.id: det for track, det in extra.tracks}
+        return draw_tracks(out, tracks, self.scene.labels, copy=out is image)
+
+    def _snapshot(self, event_id: str, image: np.ndarray, track: Track) -> str | None:
+        label = self.scene.labels[track.class_id] if 0 <= track.class_id < len(self.scene.labels) else ""
+        det = Detection(tuple(float(v) for v in track.box), float(track.score), int(track.class_id), label)
+        annotated = draw_tracks(image, {track.id: det}, self.scene.labels)
+        assert self.snapshots is not None
+        ok = self.snapshots.save(event_id, annotated, track.box, label, crop_from=image)
+        return f"/events/{event_id}/snapshot.jpg" if ok else None
+
+    def _live_event_ids(self) -> set[str]:
+        return {life.event_id for life in self.scene.objects.live.values()}
 
     def _log_status(self) -> None:
         text = (
@@ -490,6 +611,7 @@ class Daemon:
             self.http.close()
         if self.capture.is_alive():
             self.capture.join(timeout=0.5)  # a read stuck in a driver is left behind (daemon thread)
+        self._emit_objects(self.scene.restart(time.time(), "stopped"), {})
         for sink in self.sinks:
             sink.close()
         log.info("stopped after %d frames", self.processed)

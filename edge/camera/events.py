@@ -1,7 +1,7 @@
 """The detection event: one JSON object per processed frame, the same for the events file, MQTT and
 ``/detections``.
 
-    {"camera": "front-door", "timestamp": 1718000000.123456, "time": "2024-06-10T06:13:20.123Z",
+    {"type": "detections", "camera": "front-door", "timestamp": 1718000000.123456, "time": "2024-06-10T06:13:20.123Z",
      "frame_index": 42, "source": "/dev/video0", "source_position": null, "width": 640, "height": 480,
      "detections": [{"box": [x1, y1, x2, y2], "score": 0.93, "class_id": 0, "label": "face"}],
      "latency_ms": 7.8, "timings_ms": {"preprocess": 0.9, "inference": 6.1, "decode": 0.8}}
@@ -37,6 +37,7 @@ def build_event(
     """The event for ``detections`` found on ``frame`` (see the module docstring)."""
     height, width = frame.image.shape[:2]
     return {
+        "type": "detections",
         "camera": camera,
         "timestamp": round(frame.timestamp, 6),
         "time": iso_time(frame.timestamp),

@@ -8,6 +8,9 @@
 * ``GET /snapshot.jpg`` — the newest frame, annotated (503 before the first frame).
 * ``GET /stream.mjpg`` — ``multipart/x-mixed-replace`` MJPEG of annotated frames, at most
   ``http.stream_fps`` per client and ``http.stream_clients`` clients (503 beyond).
+* ``GET /events[?limit=N]`` — the recent object events (``new``, ``update``, ``end``, ``enter``, ``exit``),
+  oldest first, the same JSON as the events file and MQTT.
+* ``GET /events/<id>/snapshot.jpg[?crop=1]`` — the best snapshot of an object (404 when there is none).
 
 With ``http.token`` every endpoint except ``/healthz`` needs ``Authorization: Bearer <token>`` (401
 otherwise). The server binds ``127.0.0.1`` unless configured otherwise.
@@ -40,8 +43,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from edgedet.edge.camera.latest_result import LatestResult
 from edgedet.edge.camera.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -55,7 +59,9 @@ __all__ = ["ENDPOINTS", "HttpApp", "HttpServer"]
 
 log = logging.getLogger(__name__)
 
-ENDPOINTS = ("/healthz", "/metrics", "/detections", "/snapshot.jpg", "/stream.mjpg")
+ENDPOINTS = (
+    "/healthz", "/metrics", "/detections", "/snapshot.jpg", "/stream.mjpg", "/events", "/events/<id>/snapshot.jpg"
+)  # fmt: skip
 BOUNDARY = "frame"
 
 MAX_CONNECTIONS = 64  # connections served at once (one thread each); more get 503
@@ -140,6 +146,7 @@ class HttpApp:
     token: str | None = None
     stream_fps: float = 10.0
     stream_clients: int = 4
+    snapshot_file: Callable[[str, bool], Path | None] | None = None  # (event id, crop) -> the JPEG
 
     def __post_init__(self) -> None:
         self.stream_slots = threading.BoundedSemaphore(self.stream_clients)
@@ -225,6 +232,27 @@ class _Handler(BaseHTTPRequestHandler):
                     self._send(200, jpeg[1], "image/jpeg")
             elif path == "/stream.mjpg":
                 self._stream(app)
+            elif path == "/events":
+                query = parse_qs(urlsplit(self.path).query)
+                try:
+                    limit = int(query.get("limit", ["50"])[0])
+                except ValueError:
+                    self._json(400, {"error": "limit: expected an integer"})
+                    return
+                self._json(200, app.results.events(max(1, min(limit, 1000))))
+            elif path.startswith("/events/") and path.endswith("/snapshot.jpg"):
+                event_id = path[len("/events/") : -len("/snapshot.jpg")]
+                crop = parse_qs(urlsplit(self.path).query).get("crop", ["0"])[0] in ("1", "true")
+                file = app.snapshot_file(event_id, crop) if app.snapshot_file is not None else None
+                if file is None:
+                    self._json(404, {"error": f"no snapshot of event {event_id!r}"})
+                else:
+                    try:
+                        data = file.read_bytes()
+                    except OSError:  # pruned meanwhile
+                        self._json(404, {"error": f"no snapshot of event {event_id!r}"})
+                        return
+                    self._send(200, data, "image/jpeg")
             elif path == "/":
                 self._send(200, ("edgedet camera daemon: " + " ".join(ENDPOINTS) + "\n").encode(), "text/plain")
             else:

@@ -8,8 +8,9 @@ encode. Memory: one frame and one JPEG.
 
 from __future__ import annotations
 
+import collections
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import cv2
@@ -20,10 +21,21 @@ from edgedet.edge.runtime.draw import draw_detections
 
 __all__ = ["LatestResult"]
 
+Overlay = Callable[[Any, Sequence[Detection], Any], Any]  # (image, detections, extra) -> annotated image
+
+
+def _boxes(image: Any, detections: Sequence[Detection], extra: Any) -> Any:
+    return draw_detections(image, detections)
+
 
 class LatestResult:
-    def __init__(self, jpeg_quality: int = 80) -> None:
+    """Also the recent object events (``/events``), newest last, at most ``max_events``."""
+
+    def __init__(self, jpeg_quality: int = 80, overlay: Overlay = _boxes, max_events: int = 200) -> None:
         self.jpeg_quality = int(jpeg_quality)
+        self.overlay = overlay  # draws the annotated frame: boxes, or tracks and zones
+        self._extra: Any = None
+        self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=max_events)
         self._cond = threading.Condition()
         self._frame: Frame | None = None
         self._detections: Sequence[Detection] = ()
@@ -31,10 +43,21 @@ class LatestResult:
         self._jpeg: tuple[int, bytes] | None = None  # (frame index, bytes)
         self._encode_lock = threading.Lock()
 
-    def update(self, frame: Frame, detections: Sequence[Detection], event: dict[str, Any]) -> None:
+    def update(self, frame: Frame, detections: Sequence[Detection], event: dict[str, Any], extra: Any = None) -> None:
+        """A processed frame; ``extra`` goes to the overlay (the tracks and zone counts)."""
         with self._cond:
-            self._frame, self._detections, self._event = frame, tuple(detections), event
+            self._frame, self._detections, self._event, self._extra = frame, tuple(detections), event, extra
             self._cond.notify_all()
+
+    def add_events(self, events: Sequence[dict[str, Any]]) -> None:
+        with self._cond:
+            self._events.extend(events)
+
+    def events(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The recent object events, oldest first (the last ``limit``)."""
+        with self._cond:
+            items = list(self._events)
+        return items[-limit:] if limit else items
 
     @property
     def index(self) -> int | None:
@@ -57,14 +80,14 @@ class LatestResult:
     def jpeg(self) -> tuple[int, bytes] | None:
         """``(frame index, annotated JPEG)`` of the newest frame, ``None`` before the first."""
         with self._cond:
-            frame, detections = self._frame, self._detections
+            frame, detections, extra = self._frame, self._detections, self._extra
         if frame is None:
             return None
         with self._encode_lock:
             if self._jpeg is not None and self._jpeg[0] == frame.index:
                 return self._jpeg
             ok, data = cv2.imencode(
-                ".jpg", draw_detections(frame.image, detections), [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality]
+                ".jpg", self.overlay(frame.image, detections, extra), [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality]
             )
             if not ok:
                 return None

@@ -1,4 +1,4 @@
-"""Where detection events go: a JSON-lines file rotated by size (or stdout), and an MQTT broker.
+"""Where events go: a JSON-lines file rotated by size (or stdout), and an MQTT broker.
 
 Every sink has ``emit(event)`` and ``close()``; neither raises on I/O trouble (a full disk, a broker that
 is down): the daemon keeps detecting, the failure is logged and counted (``errors``). A failed write never
@@ -8,7 +8,14 @@ what is delivered on reconnect is the most recent history.
 
 MQTT topics (``P`` = ``mqtt.topic_prefix``, ``N`` = the camera ``name``):
 
-* ``P/N/detections`` — each event as JSON (:mod:`edgedet.edge.camera.events`), QoS ``mqtt.qos``, not retained;
+* ``P/N/events`` — object events (:mod:`edgedet.edge.camera.objects`: ``new``, ``update``, ``end``,
+  ``enter``, ``exit``) as JSON, QoS ``mqtt.qos``, not retained;
+* ``P/N/detections`` — every frame's detections (:mod:`edgedet.edge.camera.events`), only with
+  ``mqtt.detections: true`` (a person at a door for a minute at 10 fps is 600 of these, and 2 object events);
+* ``P/N/<zone>/<label>`` — how many ``label`` objects are in ``zone`` now, retained (republished on every
+  reconnect), so a subscriber always sees the current count;
+* with ``mqtt.discovery``, Home Assistant discovery configs (retained) under ``<discovery_prefix>/``: per
+  zone and label an occupancy ``binary_sensor`` and a count ``sensor`` reading those topics;
 * ``P/N/status`` — ``online`` when connected, ``offline`` at a clean stop and, as the broker's last
   will, when the daemon vanishes; QoS 1, retained, so a subscriber always sees the current state.
 """
@@ -27,7 +34,7 @@ from typing import IO, Any, Generic, Protocol, TypeVar
 
 from edgedet.edge.camera.config import MqttConfig
 
-__all__ = ["DropOldestQueue", "JsonLinesSink", "MqttSink", "Sink", "mqtt_topics"]
+__all__ = ["OBJECT_EVENTS", "DropOldestQueue", "JsonLinesSink", "MqttSink", "Sink", "discovery_messages", "mqtt_topics"]
 
 log = logging.getLogger(__name__)
 
@@ -218,10 +225,38 @@ class JsonLinesSink:
                 sys.stdout.flush()
 
 
+OBJECT_EVENTS = frozenset({"new", "update", "end", "enter", "exit"})
+
+
 def mqtt_topics(config: MqttConfig, camera: str) -> tuple[str, str]:
     """``(detections topic, status topic)``."""
     base = f"{config.topic_prefix}/{camera}"
     return f"{base}/detections", f"{base}/status"
+
+
+def discovery_messages(config: MqttConfig, camera: str, zone_labels: dict[str, list[str]]) -> dict[str, str]:
+    """Home Assistant MQTT discovery: ``{config topic: JSON}`` for an occupancy ``binary_sensor`` and a count
+    ``sensor`` per zone and label, reading the retained ``P/N/<zone>/<label>`` counts."""
+    device = {"identifiers": [f"edgedet_{camera}"], "name": f"edgedet {camera}", "manufacturer": "edgedet"}
+    out = {}
+    for zone, labels in zone_labels.items():
+        for label in labels:
+            state = f"{config.topic_prefix}/{camera}/{zone}/{label}"
+            uid = f"edgedet_{camera}_{zone}_{label}".replace("-", "_").replace(".", "_")
+            availability = {"topic": f"{config.topic_prefix}/{camera}/status"}
+            out[f"{config.discovery_prefix}/binary_sensor/{uid}/config"] = json.dumps({
+                "name": f"{zone} {label} occupancy", "unique_id": f"{uid}_occupancy", "state_topic": state,
+                "device_class": "occupancy", "value_template": "{{ 'ON' if value | int > 0 else 'OFF' }}",
+                "availability": [availability], "payload_available": "online", "payload_not_available": "offline",
+                "device": device,
+            })  # fmt: skip
+            out[f"{config.discovery_prefix}/sensor/{uid}/config"] = json.dumps({
+                "name": f"{zone} {label} count", "unique_id": f"{uid}_count", "state_topic": state,
+                "unit_of_measurement": "objects", "state_class": "measurement",
+                "availability": [availability], "payload_available": "online", "payload_not_available": "offline",
+                "device": device,
+            })  # fmt: skip
+    return out
 
 
 class MqttSink:
@@ -240,7 +275,10 @@ class MqttSink:
         except ImportError as exc:
             raise ValueError("mqtt: publishing needs paho-mqtt (pip install 'paho-mqtt>=2')") from exc
         self.config = config
+        self.camera = camera
         self.topic, self.status_topic = mqtt_topics(config, camera)
+        self.events_topic = f"{config.topic_prefix}/{camera}/events"
+        self._retained: dict[str, str] = {}  # topic -> latest payload, republished on every connect
         self.errors = 0
         self.published = 0
         self.connected = False
@@ -248,7 +286,7 @@ class MqttSink:
         self._mqtt = mqtt
         self._warn = _Throttled()
         self._lock = threading.Lock()  # order: ours, then paho's (paho never calls us holding its own)
-        self._pending: DropOldestQueue[str] = DropOldestQueue(max_queued)
+        self._pending: DropOldestQueue[tuple[str, str]] = DropOldestQueue(max_queued)
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=config.client_id or "", clean_session=True)
         if config.username:
             client.username_pw_set(config.username, config.password)
@@ -288,6 +326,8 @@ class MqttSink:
                 f"; sending {len(self._pending)} queued events" if self._pending else "",
             )
             client.publish(self.status_topic, "online", qos=1, retain=True)
+            for topic, payload in self._retained.items():
+                client.publish(topic, payload, qos=1, retain=True)
             self._drain()
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
@@ -300,7 +340,8 @@ class MqttSink:
         mqtt = self._mqtt
         while self._pending and self.connected:
             try:
-                info = self._client.publish(self.topic, self._pending.peek(), qos=self.config.qos)
+                topic, payload = self._pending.peek()
+                info = self._client.publish(topic, payload, qos=self.config.qos)
             except (OSError, ValueError, RuntimeError) as exc:
                 self._pending.pop()
                 self.errors += 1
@@ -315,8 +356,35 @@ class MqttSink:
                 self.errors += 1
                 self._warn.warning("mqtt: event not published (%s)", mqtt.error_string(info.rc))
 
+    def retain(self, topic: str, payload: str) -> None:
+        """Publish ``payload`` on ``P/N/<topic>`` (or a full ``topic`` starting with ``/``, e.g. discovery),
+        retained; kept and republished on every connect, so the broker always holds the latest value."""
+        full = topic[1:] if topic.startswith("/") else f"{self.config.topic_prefix}/{self.camera}/{topic}"
+        with self._lock:
+            self._retained[full] = payload
+            if self.connected:
+                try:
+                    self._client.publish(full, payload, qos=1, retain=True)
+                except (OSError, ValueError, RuntimeError) as exc:
+                    self.errors += 1
+                    self._warn.warning("mqtt: %s not published (%s)", full, exc)
+
+    def announce(self, zone_labels: dict[str, list[str]]) -> None:
+        """Home Assistant discovery for these zones and labels (with ``mqtt.discovery``)."""
+        if self.config.discovery:
+            for topic, payload in discovery_messages(self.config, self.camera, zone_labels).items():
+                self.retain("/" + topic, payload)
+
     def emit(self, event: dict[str, Any]) -> None:
-        payload = _dumps(event)
+        """An object event to ``P/N/events``; a frame's detections to ``P/N/detections`` only with
+        ``mqtt.detections``."""
+        if event.get("type") in OBJECT_EVENTS:
+            topic = self.events_topic
+        elif self.config.detections:
+            topic = self.topic
+        else:
+            return
+        payload = (topic, _dumps(event))
         with self._lock:
             if not self.connected and self.config.qos == 0:
                 self.errors += 1

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from edgedet.edge.runtime.settings import Flag, Int, Number, StrictModel, Text
+from edgedet.edge.runtime.settings import Int, NonEmptyText, Number, StrictModel
 
 __all__ = ["SnapshotSettings", "SnapshotStore"]
 
@@ -34,8 +34,7 @@ _ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 class SnapshotSettings(StrictModel):
     """Best-so-far snapshots of every object."""
 
-    enabled: Flag = Field(True, description="keep the best snapshot of each object")
-    dir: Text = Field("snapshots", description="folder for the JPEG files (made when missing)")
+    dir: NonEmptyText | None = Field(None, description="folder for the JPEG files (made when missing); null: none")
     max_bytes: Annotated[Int, Field(ge=0)] = Field(
         200_000_000, description="the folder's budget; the oldest files go first (0: no limit)"
     )
@@ -60,19 +59,19 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 class SnapshotStore:
-    """Writes, prunes and finds the snapshot files. ``draw(frame, box, label)`` annotates the full frame;
-    ``live()`` returns the event ids that must not be deleted."""
+    """Writes, prunes and finds the snapshot files; ``live()`` returns the event ids that must not be
+    deleted."""
 
     def __init__(
         self,
         settings: SnapshotSettings,
-        draw: Callable[[np.ndarray, Any], np.ndarray] | None = None,
         live: Callable[[], Collection[str]] = frozenset,
         prune_every_s: float = 10.0,
     ) -> None:
+        if settings.dir is None:
+            raise ValueError("snapshots.dir: no folder given")
         self.settings = settings
         self.dir = Path(settings.dir)
-        self.draw = draw
         self.live = live
         self.errors = 0
         self.written = 0
@@ -87,8 +86,11 @@ class SnapshotStore:
         path = self.dir / f"{event_id}{'-crop' if crop else ''}.jpg"
         return path if path.is_file() else None
 
-    def save(self, event_id: str, frame: np.ndarray, box: Any, label: str = "") -> bool:
-        """Write the frame (annotated) and the crop of ``box`` for ``event_id``; whether it worked."""
+    def save(
+        self, event_id: str, frame: np.ndarray, box: Any, label: str = "", crop_from: np.ndarray | None = None
+    ) -> bool:
+        """Write ``frame`` (annotated by the caller) and the crop of ``box`` (from ``crop_from``, the clean
+        frame, when given) for ``event_id``; whether it worked."""
         s = self.settings
         params = [cv2.IMWRITE_JPEG_QUALITY, int(s.jpeg_quality)]
         h, w = frame.shape[:2]
@@ -96,15 +98,15 @@ class SnapshotStore:
         mx, my = (x2 - x1) * s.crop_margin, (y2 - y1) * s.crop_margin
         cx1, cy1 = max(0, int(x1 - mx)), max(0, int(y1 - my))
         cx2, cy2 = min(w, int(np.ceil(x2 + mx))), min(h, int(np.ceil(y2 + my)))
-        full = self.draw(frame, box) if self.draw is not None else frame
+        clean = frame if crop_from is None else crop_from
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            ok, data = cv2.imencode(".jpg", full, params)
+            ok, data = cv2.imencode(".jpg", frame, params)
             if not ok:
                 raise OSError("JPEG encoding failed")
             _atomic_write(self.dir / f"{event_id}.jpg", data.tobytes())
             if cx2 > cx1 and cy2 > cy1:
-                ok, data = cv2.imencode(".jpg", frame[cy1:cy2, cx1:cx2], params)
+                ok, data = cv2.imencode(".jpg", clean[cy1:cy2, cx1:cx2], params)
                 if ok:
                     _atomic_write(self.dir / f"{event_id}-crop.jpg", data.tobytes())
         except OSError as exc:
