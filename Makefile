@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.edgedet-installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean bench-tracking device-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,5 +29,25 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Third-party trackers for `edgedet bench tracking`, never in .venv: supervision, trackers and TrackEval require
+# opencv-python (clashes with opencv-python-headless) and norfair pins numpy<2 (it runs on numpy 2): hence --no-deps.
+BENCH_VENV ?= .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.edgedet-bench-installed
+BENCH_ARGS ?=
+
+$(BENCH_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet numpy opencv-python-headless scipy pandas xmltodict tabulate \
+		pycocotools matplotlib pillow pyyaml pydantic defusedxml requests tqdm pydeprecate onnxruntime \
+		"filterpy>=1.4.5,<2" "rich>=9.10,<15"
+	$(BENCH_VENV)/bin/python -m pip install --quiet --no-deps norfair==2.3.0 supervision==0.26.1 trackers==2.6.1 \
+		motmetrics==1.4.0 trackeval==1.3.0
+	$(BENCH_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	touch $(BENCH_STAMP)
+
+bench-tracking: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/edgedet bench tracking $(BENCH_ARGS)
+
 clean:
-	rm -rf $(VENV) outputs .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) outputs .pytest_cache .ruff_cache

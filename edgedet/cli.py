@@ -145,6 +145,29 @@ def _bench_profile(p: argparse.ArgumentParser) -> None:
     _json_flag(p)
 
 
+def _bench_tracking(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trackers",
+        default=None,
+        help="comma list of ours, norfair-frigate, norfair-iou, sv-bytetrack, trackers-bytetrack "
+        "(default: all; those that do not import are skipped)",
+    )
+    p.add_argument("--seeds", type=int, default=5, help="synthetic videos per frame rate")
+    p.add_argument("--seed-base", type=int, default=100, help="first seed (the tracker was tuned on seeds 0-5)")
+    p.add_argument("--seconds", type=float, default=20.0, help="length of each video")
+    p.add_argument("--fps", nargs="+", type=float, default=[5.0, 15.0, 30.0], help="frame rates")
+    p.add_argument(
+        "--drop", type=float, default=0.3, help="also the 15 fps videos with this fraction of frames dropped"
+    )
+    p.add_argument("--objects", nargs="+", type=int, default=[5, 20, 50], help="object counts of the cost streams")
+    p.add_argument("--cost-seconds", type=float, default=20.0, help="length of each cost stream (15 fps)")
+    p.add_argument("--rounds", type=int, default=3, help="timed rounds per tracker and stream")
+    p.add_argument("--model", default=None, help="run this detector (.onnx/.tflite) on the rendered videos instead")
+    p.add_argument("--threads", type=int, default=None, help="inference threads for --model")
+    p.add_argument("--target-us", type=float, default=300.0)
+    _json_flag(p)
+
+
 def _bench_train_throughput(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="training YAML (default: the built-in defaults)")
     p.add_argument("overrides", nargs="*", metavar="key=value")
@@ -199,6 +222,12 @@ COMMANDS: tuple[Command, ...] = (
             ),
             Command(
                 "profile", "edgedet.edge.bench.ort_profile:cli", "ONNX Runtime time by operator kind", _bench_profile
+            ),
+            Command(
+                "tracking",
+                "edgedet.edge.bench.tracking_bench:cli",
+                "our tracker vs norfair (Frigate) and ByteTrack: MOTA/IDF1/HOTA and cost per update",
+                _bench_tracking,
             ),
             Command(
                 "train-throughput",
