@@ -13,6 +13,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pydantic import Field, model_validator
 
+from edgedet.edge.camera.overlay import draw_tracks, draw_zones
 from edgedet.edge.camera.zones import (
     ConfigCheckError,
     MaskList,
@@ -21,16 +22,11 @@ from edgedet.edge.camera.zones import (
     Zones,
     ZoneSettings,
     ZoneTracker,
-    box_overlaps_polygon,
     check_frame,
     check_labels,
     check_zone_refs,
-    draw_tracks,
-    draw_zones,
-    points_in_polygon,
-    polygon_problem,
-    segments_intersect,
 )
+from edgedet.edge.core.polygons import box_overlaps_polygon, points_in_polygon, polygon_problem, segments_intersect
 from edgedet.edge.runtime.detector import Detection
 from edgedet.edge.runtime.settings import NonEmptyText, StrictModel, validate
 

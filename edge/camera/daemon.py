@@ -37,6 +37,7 @@ from edgedet.edge.camera.events import build_event
 from edgedet.edge.camera.http import HttpApp, HttpServer
 from edgedet.edge.camera.latest_result import LatestResult
 from edgedet.edge.camera.metrics import LATENCY_BUCKETS, CounterFunction, Registry
+from edgedet.edge.camera.overlay import draw_tracks, draw_zones
 from edgedet.edge.camera.redact import redact_text
 from edgedet.edge.camera.scene import Scene, SceneUpdate
 from edgedet.edge.camera.sinks import JsonLinesSink, MqttSink, Sink
@@ -53,7 +54,7 @@ from edgedet.edge.camera.sources import (
 )
 from edgedet.edge.camera.systemd import Watchdog, notify
 from edgedet.edge.camera.tracking import Track
-from edgedet.edge.camera.zones import ConfigCheckError, check_labels, draw_tracks, draw_zones
+from edgedet.edge.camera.zones import ConfigCheckError, check_labels
 from edgedet.edge.runtime.backends.base import failure_reason
 from edgedet.edge.runtime.detector import Detection, Detector, load_spec
 from edgedet.edge.runtime.draw import draw_detections

@@ -27,12 +27,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypeVar
 
-import cv2
 import numpy as np
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, model_validator
 
+from edgedet.edge.core.polygons import (
+    in_area,
+    polygon_problem,
+)
 from edgedet.edge.runtime.detector import Detection
-from edgedet.edge.runtime.draw import PALETTE
 from edgedet.edge.runtime.settings import (
     ConfigKeyError,
     Flag,
@@ -56,16 +58,9 @@ __all__ = [
     "ZoneTracker",
     "ZoneUpdate",
     "Zones",
-    "anchor_points",
-    "box_overlaps_polygon",
     "check_frame",
     "check_labels",
     "check_zone_refs",
-    "draw_tracks",
-    "draw_zones",
-    "points_in_polygon",
-    "polygon_problem",
-    "segments_intersect",
     "validate_items",
 ]
 
@@ -130,138 +125,6 @@ def validate_items(model_cls: type[M], raw: Any, what: str, *, mapping: bool = F
         else:
             listed.append(value)
     return out if mapping else listed
-
-
-# --- geometry (numpy, vectorised) ---------------------------------------------------------------------------
-
-
-def _orient(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Twice the signed area of (a, b, c): > 0 counter-clockwise (y up), 0 collinear."""
-    return (b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0])
-
-
-def _on_segment(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Whether ``c`` (known collinear with a-b) lies on the closed segment a-b."""
-    return (
-        (np.minimum(a[..., 0], b[..., 0]) <= c[..., 0])
-        & (c[..., 0] <= np.maximum(a[..., 0], b[..., 0]))
-        & (np.minimum(a[..., 1], b[..., 1]) <= c[..., 1])
-        & (c[..., 1] <= np.maximum(a[..., 1], b[..., 1]))
-    )
-
-
-def segments_intersect(p1: Any, p2: Any, q1: Any, q2: Any) -> np.ndarray:
-    """Whether closed segments p1-p2 and q1-q2 share a point (crossing, touching or overlapping).
-
-    Arrays of points ``[..., 2]`` that broadcast together; exact for integer coordinates.
-    """
-    p1, p2, q1, q2 = (np.asarray(v, dtype=np.float64) for v in (p1, p2, q1, q2))
-    d1, d2 = _orient(q1, q2, p1), _orient(q1, q2, p2)
-    d3, d4 = _orient(p1, p2, q1), _orient(p1, p2, q2)
-    proper = (((d1 > 0) & (d2 < 0)) | ((d1 < 0) & (d2 > 0))) & (((d3 > 0) & (d4 < 0)) | ((d3 < 0) & (d4 > 0)))
-    touch = (
-        ((d1 == 0) & _on_segment(q1, q2, p1))
-        | ((d2 == 0) & _on_segment(q1, q2, p2))
-        | ((d3 == 0) & _on_segment(p1, p2, q1))
-        | ((d4 == 0) & _on_segment(p1, p2, q2))
-    )
-    return proper | touch
-
-
-def polygon_problem(points: Any) -> str | None:
-    """Why ``points`` ``[M, 2]`` (M >= 3, implicitly closed) is no simple polygon, or ``None`` if it is one.
-
-    Rejected: a point repeating the one before it, two edges that cross or touch (other than neighbours at
-    their shared point), a neighbour folding back onto the edge before it, and zero area.
-    """
-    pts = np.asarray(points, dtype=np.float64)
-    n = len(pts)
-    nxt = np.roll(pts, -1, axis=0)
-    same = np.all(pts == nxt, axis=1)
-    if same.any():
-        i = int(np.argmax(same))
-        return f"point {(i + 1) % n} repeats point {i}"
-    a, b = pts, nxt  # edge i runs from point i to point i+1
-    if np.all(_orient(pts[0], pts[1], pts[2:]) == 0):
-        return "the points lie on one line (zero area)"
-    hits = segments_intersect(a[:, None], b[:, None], a[None], b[None])
-    idx = np.arange(n)
-    gap = (idx[None, :] - idx[:, None]) % n
-    far = (gap > 1) & (gap < n - 1)  # not the same edge, not neighbours
-    bad = np.argwhere(np.triu(hits & far))
-    if len(bad):
-        i, j = (int(v) for v in bad[0])
-        return f"edges {i} (points {i}-{(i + 1) % n}) and {j} (points {j}-{(j + 1) % n}) cross or touch"
-    c = np.roll(pts, -2, axis=0)  # edge i+1 runs from b[i] to c[i]
-    folds = (_orient(a, b, c) == 0) & (np.sum((b - a) * (c - b), axis=1) < 0)
-    if folds.any():
-        i = int(np.argmax(folds))
-        return f"edge {(i + 1) % n} (points {(i + 1) % n}-{(i + 2) % n}) folds back onto edge {i}"
-    area = 0.5 * abs(float(np.sum(a[:, 0] * b[:, 1] - b[:, 0] * a[:, 1])))
-    if area == 0:
-        return "the points lie on one line (zero area)"
-    return None
-
-
-def points_in_polygon(points: Any, polygon: Any) -> np.ndarray:
-    """Whether each of ``points [N, 2]`` is inside ``polygon [M, 2]`` (even-odd ray casting), ``[N]`` bools.
-
-    A point exactly on an edge may fall either side (half-open rule: the left and bottom edges are in, in
-    image coordinates with y down the top and left edges); anything off the boundary is exact.
-    """
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    poly = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
-    if len(pts) == 0 or len(poly) < 3:
-        return np.zeros(len(pts), dtype=bool)
-    x, y = pts[:, :1], pts[:, 1:]
-    x1, y1 = poly[:, 0], poly[:, 1]
-    x2, y2 = np.roll(x1, -1), np.roll(y1, -1)
-    spans = (y1 > y) != (y2 > y)  # [N, M]: the edge crosses the horizontal line through the point
-    dy = np.where(y2 == y1, 1.0, y2 - y1)
-    x_cross = x1 + (y - y1) * (x2 - x1) / dy
-    return (np.count_nonzero(spans & (x < x_cross), axis=1) % 2) == 1
-
-
-def box_overlaps_polygon(boxes: Any, polygon: Any) -> np.ndarray:
-    """Whether each corner box ``[N, 4]`` overlaps (or touches) ``polygon [M, 2]``, ``[N]`` bools.
-
-    True when a box corner is inside the polygon (covers a box inside the polygon) or a polygon edge
-    meets the box (Liang-Barsky clipping of every edge against every box, vectorised).
-    """
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    poly = np.asarray(polygon, dtype=np.float64).reshape(-1, 2)
-    if len(b) == 0 or len(poly) < 3:
-        return np.zeros(len(b), dtype=bool)
-    corners = b[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 2)
-    inside = points_in_polygon(corners, poly).reshape(-1, 4).any(axis=1)
-    x0, y0 = poly[:, 0], poly[:, 1]
-    dx, dy = np.roll(x0, -1) - x0, np.roll(y0, -1) - y0
-    xmin, ymin, xmax, ymax = (b[:, k : k + 1] for k in range(4))
-    p = np.stack(np.broadcast_arrays(-dx[None], dx[None], -dy[None], dy[None]))  # [4, 1, M]
-    q = np.stack(np.broadcast_arrays(x0 - xmin, xmax - x0, y0 - ymin, ymax - y0))  # [4, N, M]
-    p = np.broadcast_to(p, q.shape)
-    parallel_out = np.any((p == 0) & (q < 0), axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(p != 0, q / np.where(p == 0, 1.0, p), 0.0)
-    t0 = np.max(np.where(p < 0, t, -np.inf), axis=0, initial=-np.inf)
-    t1 = np.min(np.where(p > 0, t, np.inf), axis=0, initial=np.inf)
-    t0, t1 = np.maximum(t0, 0.0), np.minimum(t1, 1.0)
-    crosses = ~parallel_out & (t0 <= t1)
-    return inside | crosses.any(axis=1)
-
-
-def anchor_points(boxes: Any, anchor: str) -> np.ndarray:
-    """The anchor point of each corner box ``[N, 4]``: ``bottom_center`` (cx, y2) or ``center`` (cx, cy)."""
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    cx = (b[:, 0] + b[:, 2]) / 2
-    cy = b[:, 3] if anchor == "bottom_center" else (b[:, 1] + b[:, 3]) / 2
-    return np.stack([cx, cy], axis=1)
-
-
-def _in_area(boxes: np.ndarray, polygon: np.ndarray, anchor: str) -> np.ndarray:
-    if anchor == "box":
-        return box_overlaps_polygon(boxes, polygon)
-    return points_in_polygon(anchor_points(boxes, anchor), polygon)
 
 
 # --- config models ----------------------------------------------------------------------------------------
@@ -498,7 +361,7 @@ class Zones:
         for z, (zone, poly) in enumerate(zip(self.zones, self.polygons, strict=True)):
             considered = _label_mask(zone.labels, labels, len(b))
             if considered.any():
-                out[considered, z] = _in_area(b[considered], poly, zone.anchor)
+                out[considered, z] = in_area(b[considered], poly, zone.anchor)
         return out
 
     def assign(self, boxes: Any, labels: Sequence[str | None] | None = None) -> list[set[str]]:
@@ -513,7 +376,7 @@ class Zones:
         for mask, poly in zip(self.masks, self.mask_polygons, strict=True):
             considered = _label_mask(mask.labels, labels, len(b)) & ~out
             if considered.any():
-                out[considered] = _in_area(b[considered], poly, mask.anchor)
+                out[considered] = in_area(b[considered], poly, mask.anchor)
         return out
 
     def drop_masked(self, detections: Sequence[Detection]) -> list[Detection]:
@@ -660,84 +523,3 @@ class ZoneTracker:
     def reset(self) -> ZoneUpdate:
         """Every track leaves (``lost``): e.g. when the source restarts."""
         return self.update({})
-
-
-# --- drawing ----------------------------------------------------------------------------------------------
-
-_MASK_COLOR = (128, 128, 128)
-
-
-def _label(out: np.ndarray, text: str, x: int, y: int, color: tuple[int, int, int]) -> None:
-    """``text`` on a filled ``color`` box, above (x, y) if there is room, else below (draw.py's style)."""
-    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
-    ty = y - 4 if y - th - base - 4 >= 0 else y + th + 4
-    cv2.rectangle(out, (x, ty - th - 2), (x + tw + 2, ty + base - 2), color, -1)
-    cv2.putText(out, text, (x + 1, ty - 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-
-
-def _mask_overlay(zones: Zones, shape: tuple[int, int]) -> np.ndarray:
-    """The masks rasterised for frame ``shape`` (h, w): 0 outside, 1 inside, 2 on a hatch line (cached)."""
-    cached = zones._overlay.get(shape)
-    if cached is None:
-        h, w = shape
-        inside = np.zeros((h, w), dtype=np.uint8)
-        for poly in zones.mask_polygons:
-            cv2.fillPoly(inside, [np.round(poly).astype(np.int32)], 1)
-        yy, xx = np.mgrid[0:h, 0:w]
-        hatch = ((xx + yy) % 12) < 2
-        cached = np.where(inside.astype(bool) & hatch, 2, inside).astype(np.uint8)
-        zones._overlay[shape] = cached
-    return cached
-
-
-def draw_zones(
-    frame: np.ndarray, zones: Zones, counts: Mapping[str, Mapping[str, int]] | None = None, *, copy: bool = True
-) -> np.ndarray:
-    """The BGR ``frame`` with the zones outlined (name, and the counts if given) and the masks dimmed and
-    hatched; a copy unless ``copy=False``."""
-    out = frame.copy() if copy else frame
-    thickness = max(1, round(min(out.shape[:2]) / 300))
-    if zones.masks:
-        overlay = _mask_overlay(zones, out.shape[:2])
-        inside = overlay > 0
-        out[inside] = out[inside] // 2
-        out[overlay == 2] = _MASK_COLOR
-        for poly in zones.mask_polygons:
-            cv2.polylines(out, [np.round(poly).astype(np.int32)], True, _MASK_COLOR, thickness, cv2.LINE_AA)
-    for z, (zone, poly) in enumerate(zip(zones.zones, zones.polygons, strict=True)):
-        color = PALETTE[(z + 3) % len(PALETTE)]
-        pts = np.round(poly).astype(np.int32)
-        cv2.polylines(out, [pts], True, color, thickness, cv2.LINE_AA)
-        per = (counts or {}).get(zone.name) or {}
-        text = zone.name + "".join(f" {label} {n}" for label, n in per.items() if n)
-        top = int(np.argmin(pts[:, 1] * 100000 + pts[:, 0]))
-        _label(out, text, int(pts[top, 0]), int(pts[top, 1]), color)
-    return out
-
-
-def draw_tracks(
-    frame: np.ndarray,
-    tracks: Mapping[int, Any] | Iterable[Any],
-    class_names: Sequence[str] | None = None,
-    *,
-    copy: bool = True,
-) -> np.ndarray:
-    """The BGR ``frame`` with each track's box and ``label #id score`` (colour by class), like
-    :func:`edgedet.edge.runtime.draw.draw_detections`; a copy unless ``copy=False``.
-
-    ``tracks``: ``{track_id: detection}``, ``(track_id, detection)`` pairs, or objects with ``.id``; each
-    with ``.box``, ``.score``, ``.class_id`` and ``.label`` (or a label from ``class_names``).
-    """
-    out = frame.copy() if copy else frame
-    thickness = max(1, round(min(out.shape[:2]) / 300))
-    items = (
-        tracks.items() if isinstance(tracks, Mapping) else (t if isinstance(t, tuple) else (t.id, t) for t in tracks)
-    )
-    for track_id, det in items:
-        class_id = int(getattr(det, "class_id", 0))
-        color = PALETTE[class_id % len(PALETTE)]
-        x1, y1, x2, y2 = (round(v) for v in det.box)
-        cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)
-        label = _label_of(det, class_names) or str(class_id)
-        _label(out, f"{label} #{track_id} {float(det.score):.2f}", x1, y1, color)
-    return out
