@@ -76,7 +76,7 @@ def test_persistent_workers_augment_with_each_epochs_randomness():
 
 @pytest.mark.slow
 def test_resume_continues_exactly(tmp_path):
-    base = [*TINY, "epochs=3", "eval.every=100"]
+    base = [*TINY, "epochs=3", "eval.every=100", "ema.enabled=true"]
     straight = train(load_config(None, [*base, f"out={tmp_path / 'a'}"]))
     first = train(load_config(None, [*base, f"out={tmp_path / 'b'}", "stop_after_epochs=1"]))
     assert first["epochs_run"] == 1
@@ -94,7 +94,7 @@ def test_resume_continues_exactly(tmp_path):
 @pytest.mark.slow
 def test_best_is_picked_on_the_smoothed_ap50_only_when_the_val_split_is_big_enough(tmp_path):
     base = [*TINY, "epochs=3", "eval.every=1", "eval.select_smoothing=0.5"]
-    small = train(load_config(None, [*base, f"out={tmp_path / 'small'}"]))  # a few val images < 50: final weights
+    small = train(load_config(None, [*base, f"out={tmp_path / 'small'}"]))  # a few val images < 100: final weights
     best, last = (torch.load(small[k], weights_only=True) for k in ("best", "last"))
     assert best["selection"]["rule"] == "final" and best["epoch"] == last["epoch"] == 2
     assert all(torch.equal(best["model"][k], last["model"][k]) for k in last["model"])

@@ -136,7 +136,7 @@ class EvalSection(StrictModel):
     )
     score_threshold: ZeroToOne = Field(0.01, description="lowest score kept for the AP evaluation")
     select_min_images: Annotated[Int, Field(ge=0)] = Field(
-        50,
+        100,
         description="`best.pt` is picked on the smoothed val AP50 only when `data.val` has at least this many "
         "images; on a smaller split it is the final weights (`last.pt`)",
     )
@@ -148,7 +148,11 @@ class EvalSection(StrictModel):
 class EmaSection(StrictModel):
     """The moving average of the weights that is evaluated, saved and exported."""
 
-    enabled: Flag = Field(True, description="keep an exponential moving average of the weights")
+    enabled: Flag = Field(
+        False,
+        description="keep an exponential moving average of the weights and evaluate, save and export it "
+        "(off by default: in a short run it lagged the weights, see the README)",
+    )
     decay: Annotated[Number, Field(ge=0, lt=1)] = Field(
         0.998, description="final decay per step: the average spans about 1 / (1 - decay) steps"
     )

@@ -4,8 +4,8 @@
 every floating-point entry of the state dict (weights and BatchNorm statistics alike), as NanoDet and
 Ultralytics keep it. The ramp makes the first steps follow the weights closely; at the end of a run the
 average spans about ``1 / (1 - decay)`` steps, so the final file no longer depends on the last few
-batches — which is what made a ``best.pt`` picked on 23 validation images worse than ``last.pt`` on
-images it was not picked on.
+batches. Off by default (``ema.enabled``): on a short, still-improving run it scored below the raw final
+weights on held-back images (README, "Training").
 """
 
 from __future__ import annotations
