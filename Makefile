@@ -46,6 +46,11 @@ $(BENCH_STAMP): pyproject.toml
 	$(BENCH_VENV)/bin/python -m pip install --quiet --no-deps -e .
 	touch $(BENCH_STAMP)
 
+# Device check on emulated arm64 (qemu-user + an arm64 Debian bookworm rootfs; root and binfmt_misc):
+# see deploy/device-check.sh. Exit status 3: arm64 cannot be emulated on this machine.
+device-check: $(STAMP)
+	HOST_PYTHON=$(abspath $(BIN))/python bash deploy/device-check.sh
+
 bench-tracking: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/edgedet bench tracking $(BENCH_ARGS)
 

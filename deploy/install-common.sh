@@ -14,6 +14,8 @@ UNIT_PATH=/etc/systemd/system/edgedet.service
 REPO_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 MODEL=""
 START=1
+SYSTEMD=""   # running | offline (systemctl there, systemd not running: chroot, container) | absent
+SKIPPED=()   # steps left out for want of a running systemd, listed at the end
 
 say() { printf 'edgedet-install: %s\n' "$*"; }
 die() { printf 'edgedet-install: error: %s\n' "$*" >&2; exit 1; }
@@ -25,6 +27,8 @@ Usage: sudo $0 [--model MODEL.onnx|.tflite] [--pip-opencv|--system-opencv] [--no
 Installs the edgedet camera daemon for ${PLATFORM}: a venv in ${PREFIX}/venv with only the 'edge' extra,
 the system user '${SERVICE_USER}', ${CONFIG_DIR}/camera.yaml (kept if present), a bearer token in
 ${CONFIG_DIR}/token, and the systemd unit edgedet.service (enabled; started when the model exists).
+Without a running systemd (a chroot, a container, an image build) the unit is written and enabled
+(when systemctl is there) but not started; the steps left out are listed at the end.
 
   --model FILE      copy FILE into ${DATA_DIR}/models/ and point a new config at it
   --system-opencv   use the distribution's OpenCV (GStreamer: CSI cameras); default here: ${SYSTEM_OPENCV}
@@ -53,7 +57,17 @@ parse_args() {
 check_system() {
     [ "$(id -u)" -eq 0 ] || die "run as root (sudo $0)"
     [ -f "$REPO_DIR/pyproject.toml" ] || die "run from an edgedet checkout ($REPO_DIR has no pyproject.toml)"
-    command -v systemctl >/dev/null 2>&1 || die "systemd is required"
+    # sd_booted(3): systemd is running when /run/systemd/system exists; a chroot, a container or an image
+    # build has none, and then the unit is written (and enabled when systemctl is there), not started
+    if ! command -v systemctl >/dev/null 2>&1; then
+        SYSTEMD=absent
+        say "warning: systemctl not found: the unit file is written but not enabled or started"
+    elif [ -d /run/systemd/system ]; then
+        SYSTEMD=running
+    else
+        SYSTEMD=offline
+        say "warning: systemd is not running here (chroot or container?): the unit is installed and enabled, not started"
+    fi
     if [ "$(uname -m)" != "aarch64" ]; then
         say "warning: $(uname -m) is not aarch64; these scripts target 64-bit ARM boards"
     fi
@@ -148,21 +162,41 @@ install_config() {
 }
 
 install_unit() {
+    install -d -m 0755 "$(dirname "$UNIT_PATH")"
     sed -e "s|/opt/edgedet|$PREFIX|g" -e "s|/etc/edgedet|$CONFIG_DIR|g" \
         -e "s|/var/lib/edgedet|$DATA_DIR|g" -e "s|^User=edgedet|User=$SERVICE_USER|" \
         -e "s|^Group=edgedet|Group=$SERVICE_USER|" "$REPO_DIR/deploy/edgedet.service" >"$UNIT_PATH"
     chmod 0644 "$UNIT_PATH"
-    systemctl daemon-reload
-    systemctl enable edgedet.service
     local model
     model=$(sed -n 's/^model: *//p' "$CONFIG_DIR/camera.yaml" | head -n 1)
-    if [ "$START" = "1" ] && [ -n "$model" ] && [ -f "$model" ]; then
-        systemctl restart edgedet.service
-        say "started: systemctl status edgedet; journalctl -u edgedet -f"
-    else
-        say "enabled, not started (no model at '${model:-?}' or --no-start): edit $CONFIG_DIR/camera.yaml," \
-            "then: sudo systemctl start edgedet"
-    fi
+    case "$SYSTEMD" in
+        running)
+            systemctl daemon-reload
+            systemctl enable edgedet.service
+            if [ "$START" = "1" ] && [ -n "$model" ] && [ -f "$model" ]; then
+                systemctl restart edgedet.service
+                say "started: systemctl status edgedet; journalctl -u edgedet -f"
+            else
+                say "enabled, not started (no model at '${model:-?}' or --no-start): edit $CONFIG_DIR/camera.yaml," \
+                    "then: sudo systemctl start edgedet"
+            fi
+            ;;
+        offline)
+            # enable only links files, which systemctl does without a running systemd: starts at the next boot
+            if systemctl enable edgedet.service; then
+                say "installed $UNIT_PATH and enabled it for the next boot"
+            else
+                say "warning: systemctl enable failed; after booting: sudo systemctl enable --now edgedet"
+                SKIPPED+=("enable")
+            fi
+            SKIPPED+=("systemctl daemon-reload" "start")
+            ;;
+        *)
+            say "wrote $UNIT_PATH; without systemd run the daemon yourself:" \
+                "sudo -u $SERVICE_USER $PREFIX/venv/bin/edgedet camera --config $CONFIG_DIR/camera.yaml"
+            SKIPPED+=("systemctl daemon-reload" "enable" "start")
+            ;;
+    esac
 }
 
 install_main() {
@@ -176,5 +210,9 @@ install_main() {
     install_venv
     install_config
     install_unit
+    if [ "${#SKIPPED[@]}" -gt 0 ]; then
+        say "done, without a running systemd; skipped: ${SKIPPED[*]}"
+        return 0
+    fi
     say "done. Health: curl http://127.0.0.1:8080/healthz ; metrics: curl -H \"Authorization: Bearer \$(sudo cat $CONFIG_DIR/token)\" http://127.0.0.1:8080/metrics"
 }
