@@ -312,6 +312,25 @@ def assign_max(weights: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nd
     return np.asarray(rows, np.intp), np.asarray(cols, np.intp)
 
 
+def _checked(boxes: Any, scores: Any, class_ids: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The detections as ``[N, 4]`` float64, ``[N]`` float64 and ``[N]`` int64, or a clear ``ValueError``."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if boxes.size == 0:
+        boxes = boxes.reshape(0, 4)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes: expected shape [N, 4], got {list(boxes.shape)}")
+    if not np.isfinite(boxes).all():
+        raise ValueError("boxes: non-finite value (NaN or inf)")
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    class_ids = np.asarray(class_ids).reshape(-1).astype(np.int64, copy=False)
+    if len(scores) != len(boxes) or len(class_ids) != len(boxes):
+        raise ValueError(
+            f"boxes, scores and class_ids must have one entry per detection, got {len(boxes)}, "
+            f"{len(scores)} and {len(class_ids)}"
+        )
+    return boxes, scores, class_ids
+
+
 def _iou(a: np.ndarray, b: np.ndarray, margin: np.ndarray | None = None) -> np.ndarray:
     """IoU of every box of ``a [N, 4]`` with every box of ``b [M, 4]`` (``edgedet.edge.core.boxes.pairwise_iou``
     without its input checks, done once in ``update``). With ``margin [N, 2]`` (x, y), each pair is compared
@@ -468,97 +487,74 @@ class Tracker:
         ``boxes [N, 4]`` corner boxes in pixels, ``scores [N]``, ``class_ids [N]``. Returns the confirmed
         tracks matched by a detection of this frame, each with ``detection`` set to that detection's index.
         """
-        s = self.settings
-        boxes = np.asarray(boxes, dtype=np.float64)
-        if boxes.size == 0:
-            boxes = boxes.reshape(0, 4)
-        if boxes.ndim != 2 or boxes.shape[1] != 4:
-            raise ValueError(f"boxes: expected shape [N, 4], got {list(boxes.shape)}")
-        if not np.isfinite(boxes).all():
-            raise ValueError("boxes: non-finite value (NaN or inf)")
-        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-        class_ids = np.asarray(class_ids).reshape(-1).astype(np.int64, copy=False)
-        if len(scores) != len(boxes) or len(class_ids) != len(boxes):
-            raise ValueError(
-                f"boxes, scores and class_ids must have one entry per detection, got {len(boxes)}, "
-                f"{len(scores)} and {len(class_ids)}"
-            )
+        boxes, scores, class_ids = _checked(boxes, scores, class_ids)
         dt = self._advance(t)
         t = self._t
         self.updates += 1
         self._predict(dt)
-
-        keep = scores >= s.low_score
-        if not keep.all():
-            det_index = np.nonzero(keep)[0]
+        keep = scores >= self.settings.low_score
+        det_index = None if keep.all() else np.nonzero(keep)[0]
+        if det_index is not None:
             boxes, scores, class_ids = boxes[keep], scores[keep], class_ids[keep]
-        else:
-            det_index = None
-        tracks = self._tracks
-        n_tracks, n_dets = len(tracks), len(boxes)
-        matched_det = np.full(n_tracks, -1, np.intp)
-        det_used = np.zeros(n_dets, bool)
-        if n_tracks and n_dets:
-            margin = s.gate_sigmas * np.sqrt(self._s[:, 2, :2]) if s.gate_sigmas > 0 else None
-            iou = _iou(_state_to_xyxy(self._s[:, 0]), boxes, margin)
-            if s.class_aware:
-                iou[self._cls[:, None] != class_ids[None, :]] = 0.0
-            states = [tr.state for tr in tracks]
-            high = scores >= s.high_score
-            confirmed = np.array([st != TENTATIVE for st in states])
-            visible = np.array([st == CONFIRMED for st in states])
-            lost = confirmed & ~visible
-            stages = (
-                (confirmed, high, s.match_iou, iou),
-                (lost, high, s.match_iou, None),  # lost tracks by their last seen box
-                (confirmed, ~high, s.low_match_iou, iou),
-                (~confirmed, high, s.tentative_match_iou, iou),
-            )
-            for track_ok, det_ok, threshold, w in stages:
-                ti = np.nonzero(track_ok & (matched_det < 0))[0]
-                if not len(ti):
-                    continue
-                di = np.nonzero(det_ok & ~det_used)[0]
-                if len(di):
-                    if w is None:
-                        if not s.recover_lost:
-                            continue
-                        sub = _iou(self._obs[ti], boxes[di], None if margin is None else margin[ti])
-                        if s.class_aware:
-                            sub[self._cls[ti][:, None] != class_ids[di][None, :]] = 0.0
-                    else:
-                        sub = w[ti][:, di]
-                    r, c = assign_max(sub, threshold)
-                    matched_det[ti[r]] = di[c]
-                    det_used[di[c]] = True
-
+        matched_det, det_used = self._associate(boxes, scores, class_ids)
         hit = np.nonzero(matched_det >= 0)[0]
         if len(hit):
             self._obs[hit] = boxes[matched_det[hit]]
             self._correct(hit, _xyxy_to_state(boxes[matched_det[hit]]))
+        self._drop(self._age(matched_det, scores.tolist(), det_index, dt, t))
+        new = np.nonzero(~det_used & (scores >= self.settings.new_track_score))[0]
+        if len(new):
+            self._start(new, boxes, scores, class_ids, det_index, t)
+        self._sync_boxes()
+        return [tr for tr in self._tracks if tr.detection >= 0 and tr.state == CONFIRMED]
 
-        alive = np.ones(n_tracks, bool)
-        limit = s.max_age_updates
-        det_scores = scores.tolist()
-        for i, (track, d) in enumerate(zip(tracks, matched_det.tolist(), strict=True)):
+    def _associate(self, boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The stages of the module docstring: ``(matched detection per track or -1, detections used)``."""
+        s, tracks = self.settings, self._tracks
+        matched_det = np.full(len(tracks), -1, np.intp)
+        det_used = np.zeros(len(boxes), bool)
+        if not len(tracks) or not len(boxes):
+            return matched_det, det_used
+        margin = s.gate_sigmas * np.sqrt(self._s[:, 2, :2]) if s.gate_sigmas > 0 else None
+        iou = _iou(_state_to_xyxy(self._s[:, 0]), boxes, margin)
+        if s.class_aware:
+            iou[self._cls[:, None] != class_ids[None, :]] = 0.0
+        states = [tr.state for tr in tracks]
+        high = scores >= s.high_score
+        confirmed = np.array([st != TENTATIVE for st in states])
+        lost = confirmed & ~np.array([st == CONFIRMED for st in states])
+        stages = (
+            (confirmed, high, s.match_iou, iou),
+            (lost, high, s.match_iou, None),  # lost tracks by their last seen box
+            (confirmed, ~high, s.low_match_iou, iou),
+            (~confirmed, high, s.tentative_match_iou, iou),
+        )
+        for track_ok, det_ok, threshold, w in stages:
+            ti = np.nonzero(track_ok & (matched_det < 0))[0]
+            di = np.nonzero(det_ok & ~det_used)[0]
+            if not len(ti) or not len(di) or (w is None and not s.recover_lost):
+                continue
+            if w is None:
+                sub = _iou(self._obs[ti], boxes[di], None if margin is None else margin[ti])
+                if s.class_aware:
+                    sub[self._cls[ti][:, None] != class_ids[di][None, :]] = 0.0
+            else:
+                sub = w[ti][:, di]
+            r, c = assign_max(sub, threshold)
+            matched_det[ti[r]] = di[c]
+            det_used[di[c]] = True
+        return matched_det, det_used
+
+    def _age(
+        self, matched_det: np.ndarray, det_scores: list[float], det_index: np.ndarray | None, dt: float, t: float
+    ) -> np.ndarray:
+        """Hits confirm, misses age, the old end: each track's life after this update; which stay alive."""
+        s = self.settings
+        alive = np.ones(len(self._tracks), bool)
+        for i, (track, d) in enumerate(zip(self._tracks, matched_det.tolist(), strict=True)):
             track.age += 1
             if d >= 0:
-                score = det_scores[d]
-                track.detection = d if det_index is None else int(det_index[d])
-                track.hits += 1
-                track.misses = 0
-                track.unseen_s = 0.0
-                track.last_t = t
-                track.score = score
-                if score > track.best_score:
-                    track.best_score = score
-                if track.state == TENTATIVE:
-                    if track.hits >= s.min_hits:
-                        track.state = CONFIRMED
-                        track.id = self._next_id
-                        self._next_id += 1
-                else:
-                    track.state = CONFIRMED
+                self._hit(track, d if det_index is None else int(det_index[d]), det_scores[d], t)
                 continue
             track.detection = -1
             track.misses += 1
@@ -566,18 +562,27 @@ class Tracker:
             if track.state == TENTATIVE:
                 self._end(track, UNCONFIRMED, t)
                 alive[i] = False
-            elif track.unseen_s > s.max_age_s or (limit is not None and track.misses > limit):
+            elif track.unseen_s > s.max_age_s or (s.max_age_updates is not None and track.misses > s.max_age_updates):
                 self._end(track, TIMED_OUT, t)
                 alive[i] = False
             else:
                 track.state = LOST
-        self._drop(alive)
+        return alive
 
-        new = np.nonzero(~det_used & (scores >= s.new_track_score))[0]
-        if len(new):
-            self._start(new, boxes, scores, class_ids, det_index, t)
-        self._sync_boxes()
-        return [tr for tr in self._tracks if tr.detection >= 0 and tr.state == CONFIRMED]
+    def _hit(self, track: Track, detection: int, score: float, t: float) -> None:
+        track.detection = detection
+        track.hits += 1
+        track.misses = 0
+        track.unseen_s = 0.0
+        track.last_t = t
+        track.score = score
+        track.best_score = max(track.best_score, score)
+        if track.state != TENTATIVE:
+            track.state = CONFIRMED
+        elif track.hits >= self.settings.min_hits:
+            track.state = CONFIRMED
+            track.id = self._next_id
+            self._next_id += 1
 
     def _start(
         self,
