@@ -39,6 +39,7 @@ def holdout_view(root, tmp):
 
 
 @pytest.mark.manual
+@pytest.mark.slow  # so that `-m "not slow"` (which replaces the default "not manual") skips it too
 @pytest.mark.parametrize("name", ["raccoon", "bccd"])
 def test_exported_file_is_at_least_as_good_as_last_on_held_back_images(tmp_path, name):
     view = holdout_view(shared_path("data", name), tmp_path)
