@@ -294,15 +294,11 @@ def test_few_id_switches_on_noisy_detections():
 
 def test_the_tracking_bench_runs_without_the_third_party_trackers():
     """In the project's environment only ``ours`` imports; the bench still scores it with its built-in count."""
-    import argparse
-
+    from edgedet.cli import build_parser
     from edgedet.edge.bench import tracking_bench
 
-    parser = argparse.ArgumentParser()
-    tracking_bench.add_arguments(parser)
-    args = parser.parse_args(
-        ["--trackers", "ours", "--seeds", "1", "--seconds", "3", "--fps", "5", "--objects", "5", "--cost-seconds", "2"]
-    )
+    small = ["--seeds", "1", "--seconds", "3", "--fps", "5", "--objects", "5", "--cost-seconds", "2"]
+    args = build_parser().parse_args(["bench", "tracking", "--trackers", "ours", *small])
     args.rounds = 1
     assert tracking_bench.cli(args) == 0
     adapters, missing = tracking_bench.make_adapters(["ours", "norfair-frigate"])

@@ -47,7 +47,6 @@ from edgedet.edge.datasets.synthetic_tracks import FrameDetections, TrackFrame, 
 
 __all__ = [
     "EvalSequence",
-    "add_arguments",
     "bench_cost",
     "bench_quality",
     "clear_mot_counts",
@@ -640,42 +639,3 @@ def cli(args: Any) -> int:
     code = print_figures(figures, print_tracking, args.json)
     print(f"wall time {figures['meta']['wall_s']} s")
     return code
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m edgedet.edge.bench.tracking_bench``: the same arguments as ``edgedet bench tracking``."""
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m edgedet.edge.bench.tracking_bench", description=__doc__.split("\n")[0])
-    add_arguments(p)
-    return cli(p.parse_args(argv))
-
-
-def add_arguments(p: Any) -> None:
-    """The arguments of ``edgedet bench tracking`` (the CLI declares the same ones)."""
-    p.add_argument(
-        "--trackers",
-        default=None,
-        help="comma list (default: ours,norfair-frigate,norfair-iou,"
-        "sv-bytetrack,trackers-bytetrack; those that do not import are skipped)",
-    )
-    p.add_argument("--seeds", type=int, default=5, help="synthetic videos per frame rate")
-    p.add_argument(
-        "--seed-base", type=int, default=100, help="first seed (default 100: the tracker was tuned on seeds 0-5)"
-    )
-    p.add_argument("--seconds", type=float, default=20.0, help="length of each video")
-    p.add_argument("--fps", nargs="+", type=float, default=[5.0, 15.0, 30.0], help="frame rates")
-    p.add_argument(
-        "--drop", type=float, default=0.3, help="also the 15 fps videos with this fraction of frames dropped"
-    )
-    p.add_argument("--objects", nargs="+", type=int, default=[5, 20, 50], help="object counts for the cost streams")
-    p.add_argument("--cost-seconds", type=float, default=20.0, help="length of each cost stream (15 fps)")
-    p.add_argument("--rounds", type=int, default=3, help="timed rounds per tracker and stream")
-    p.add_argument("--model", default=None, help="run this detector (.onnx/.tflite) on the rendered videos instead")
-    p.add_argument("--threads", type=int, default=None, help="inference threads for --model")
-    p.add_argument("--target-us", type=float, default=300.0)
-    p.add_argument("--json", action="store_true", help="print the figures as JSON too")
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
