@@ -49,6 +49,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from edgedet.edge.camera.latest_result import LatestResult
 from edgedet.edge.camera.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from edgedet.edge.camera.throttled_log import Throttled
 
 try:
     import resource
@@ -87,20 +88,6 @@ def fd_limit() -> int | None:
         return None
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     return None if soft == resource.RLIM_INFINITY else int(soft)
-
-
-class _Throttled:
-    """Log a repeating condition at most once every ``every`` seconds."""
-
-    def __init__(self, every: float = 30.0) -> None:
-        self.every = every
-        self._last = -1e9
-
-    def warning(self, message: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self._last >= self.every:
-            self._last = now
-            log.warning(message, *args)
 
 
 class _HeadTooLarge(ConnectionAbortedError):
@@ -324,7 +311,7 @@ class _Server(ThreadingHTTPServer):
         self.refused = 0  # connections answered 503 at once
         self._count_lock = threading.Lock()
         self._lingering: list[tuple[float, socket.socket]] = []
-        self._warn = _Throttled()
+        self._warn = Throttled(log)
         self._spare: int | None = None
         super().__init__(address, _Handler)
         self._spare = self._open_spare()

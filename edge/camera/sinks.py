@@ -28,11 +28,11 @@ import logging
 import os
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import IO, Any, Generic, Protocol, TypeVar
 
 from edgedet.edge.camera.config import MqttConfig
+from edgedet.edge.camera.throttled_log import Throttled
 
 __all__ = ["OBJECT_EVENTS", "DropOldestQueue", "JsonLinesSink", "MqttSink", "Sink", "discovery_messages", "mqtt_topics"]
 
@@ -51,20 +51,6 @@ class Sink(Protocol):
 
 def _dumps(event: dict[str, Any]) -> str:
     return json.dumps(event, separators=(",", ":"), allow_nan=False)
-
-
-class _Throttled:
-    """Log a repeating failure at most once every ``every`` seconds."""
-
-    def __init__(self, every: float = 30.0) -> None:
-        self.every = every
-        self._last = -1e9
-
-    def warning(self, message: str, *args: Any) -> None:
-        now = time.monotonic()
-        if now - self._last >= self.every:
-            self._last = now
-            log.warning(message, *args)
 
 
 class DropOldestQueue(Generic[T]):
@@ -108,7 +94,7 @@ class JsonLinesSink:
         self.errors = 0
         self.written = 0
         self._lock = threading.Lock()
-        self._warn = _Throttled()
+        self._warn = Throttled(log)
         self._file: IO[bytes] | None = None
         self._size = 0
         self._need_newline = False  # a partial line could not be cut: start the next line on a fresh one
@@ -284,7 +270,7 @@ class MqttSink:
         self.connected = False
         self.max_queued = max_queued
         self._mqtt = mqtt
-        self._warn = _Throttled()
+        self._warn = Throttled(log)
         self._lock = threading.Lock()  # order: ours, then paho's (paho never calls us holding its own)
         self._pending: DropOldestQueue[tuple[str, str]] = DropOldestQueue(max_queued)
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=config.client_id or "", clean_session=True)
