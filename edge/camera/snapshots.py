@@ -10,9 +10,7 @@ read-only disk is logged and counted; detection and events go on without snapsho
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -23,6 +21,7 @@ import cv2
 import numpy as np
 from pydantic import Field
 
+from edgedet.edge.runtime.output_paths import write_bytes_atomic
 from edgedet.edge.runtime.settings import Int, NonEmptyText, Number, StrictModel
 
 __all__ = ["SnapshotSettings", "SnapshotStore"]
@@ -45,17 +44,6 @@ class SnapshotSettings(StrictModel):
     crop_margin: Annotated[Number, Field(ge=0, le=2)] = Field(
         0.2, description="the crop extends the box by this fraction of its size on each side"
     )
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class SnapshotStore:
@@ -104,11 +92,11 @@ class SnapshotStore:
             ok, data = cv2.imencode(".jpg", frame, params)
             if not ok:
                 raise OSError("JPEG encoding failed")
-            _atomic_write(self.dir / f"{event_id}.jpg", data.tobytes())
+            write_bytes_atomic(self.dir / f"{event_id}.jpg", data.tobytes())
             if cx2 > cx1 and cy2 > cy1:
                 ok, data = cv2.imencode(".jpg", clean[cy1:cy2, cx1:cx2], params)
                 if ok:
-                    _atomic_write(self.dir / f"{event_id}-crop.jpg", data.tobytes())
+                    write_bytes_atomic(self.dir / f"{event_id}-crop.jpg", data.tobytes())
         except OSError as exc:
             self.errors += 1
             if self.errors <= 3 or self.errors % 100 == 0:
