@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.edgedet-installed
 
-.PHONY: demo test lint install clean bench-tracking device-check
+.PHONY: demo test lint install clean bench-tracking bench-gating device-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,12 @@ device-check: $(STAMP)
 
 bench-tracking: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/edgedet bench tracking $(BENCH_ARGS)
+
+# Motion gating and object events (`edgedet bench gating`): the project's own code only, so .venv will do.
+GATING_ARGS ?=
+
+bench-gating: $(STAMP)
+	$(BIN)/edgedet bench gating $(GATING_ARGS)
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) outputs .pytest_cache .ruff_cache

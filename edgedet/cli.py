@@ -168,6 +168,27 @@ def _bench_tracking(p: argparse.ArgumentParser) -> None:
     _json_flag(p)
 
 
+def _bench_gating(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seconds", type=float, default=60.0, help="length of the synthetic video")
+    p.add_argument("--fps", type=float, default=15.0, help="its frame rate")
+    p.add_argument("--size", default="640x480", metavar="WxH", help="its frame size (default: 640x480)")
+    p.add_argument("--still-s", type=float, default=15.0, help="length of the stretch where nothing moves")
+    p.add_argument("--seed", type=int, default=100, help="the video's seed")
+    p.add_argument("--no-flicker", action="store_true", help="no lighting flicker")
+    p.add_argument(
+        "--stationary-s",
+        type=float,
+        default=None,
+        help="objects.stationary_s for both passes (default: the daemon's, 10): a stopped object keeps the gate "
+        "open until it is stationary",
+    )
+    p.add_argument("--model", default=None, help="run this detector (.onnx/.tflite) on the rendered video instead")
+    p.add_argument("--threads", type=int, default=None, help="inference threads for --model")
+    p.add_argument("--target-still-skip", type=float, default=0.7, help="goal: share skipped on the still stretch")
+    p.add_argument("--target-loss-pct", type=float, default=1.0, help="goal: track-frames lost, %% of ground truth")
+    p.add_argument("--json", metavar="PATH", default=None, help="write the figures as JSON to this file")
+
+
 def _bench_train_throughput(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="training YAML (default: the built-in defaults)")
     p.add_argument("overrides", nargs="*", metavar="key=value")
@@ -228,6 +249,12 @@ COMMANDS: tuple[Command, ...] = (
                 "edgedet.edge.bench.tracking_bench:cli",
                 "our tracker vs norfair (Frigate) and ByteTrack: MOTA/IDF1/HOTA and cost per update",
                 _bench_tracking,
+            ),
+            Command(
+                "gating",
+                "edgedet.edge.bench.gating_bench:cli",
+                "motion gating: inferences skipped, recall lost, gate cost; object events vs per-frame messages",
+                _bench_gating,
             ),
             Command(
                 "train-throughput",

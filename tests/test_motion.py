@@ -121,6 +121,10 @@ def test_grey_and_bgra_frames_and_a_new_frame_size_work():
     detector = MotionDetector(MotionSettings(enabled=True))
     grey = scene.frame()[..., 0]
     assert not detector.detect(grey).motion and not detector.detect(scene.frame()[..., 0]).motion
+    grey_square = scene.frame(square=(200, 200))[..., 0]
+    assert detector.detect(grey_square).motion
+    bgra = cv2.cvtColor(scene.frame(), cv2.COLOR_BGR2BGRA)
+    assert not detector.detect(bgra).motion  # grey -> colour starts a new background, as a new size does
     assert detector.detect(cv2.cvtColor(scene.frame(square=(200, 200)), cv2.COLOR_BGR2BGRA)).motion
     small = cv2.resize(scene.frame(), (320, 240))
     assert not detector.detect(small).motion  # a new size starts a new background
@@ -239,3 +243,17 @@ def test_a_mask_off_the_frame_is_named_when_the_first_frame_comes():
     with pytest.raises(ConfigCheckError, match=r"^motion\.masks\.0\.polygon: polygon 'tree': point 1 \(900, 0\)"):
         detector.detect(Scene().frame())
     assert validate(Camera, {"motion": None}, "c").motion == MotionSettings()
+
+
+@pytest.mark.parametrize("colour", [True, False])
+def test_an_object_as_bright_as_the_background_moves_only_in_colour(colour):
+    """Same grey level, different hue: only the colour comparison (the default) sees it."""
+    background = np.full((240, 320, 3), (40, 160, 90), np.uint8)
+    patch = (200, 100, 170)  # BGR: purple on green
+    grey = cv2.cvtColor(np.array([[background[0, 0], patch]], np.uint8), cv2.COLOR_BGR2GRAY)[0]
+    assert abs(int(grey[0]) - int(grey[1])) < 10  # well under the threshold of 25
+    detector = MotionDetector(MotionSettings(enabled=True, colour=colour, normalize=False))
+    assert not detector.detect(background).motion
+    frame = background.copy()
+    frame[100:140, 100:140] = patch
+    assert detector.detect(frame).motion is colour

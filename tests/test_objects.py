@@ -116,3 +116,16 @@ def test_home_assistant_discovery_reads_the_retained_counts():
     count = json.loads(messages["homeassistant/sensor/edgedet_front_drive_way_person/config"])
     assert count["state_topic"] == "home/cams/front/drive-way/person" and count["unit_of_measurement"] == "objects"
     assert len({json.loads(m)["unique_id"] for m in messages.values()}) == 4
+
+
+def test_the_gate_settles_before_the_stationary_flag():
+    """``moving(t, settle_s)``: an object that stopped ``settle_s`` ago no longer keeps the model running,
+    long before it is flagged ``stationary``; one that moves again does at once."""
+    objects = ObjectEvents("cam", ["car"], ObjectSettings(stationary_s=10, stationary_fraction=0.1), run_id="r")
+    walk(objects, [(0.0, [track(1, (0, 0, 100, 50))], [], [])])
+    walk(objects, [(1.0, [track(1, (40, 0, 140, 50))], [], [])])  # moved 40 px: anchor at t = 1
+    walk(objects, [(2.5, [track(1, (42, 0, 142, 50))], [], [])])  # 2 px: stays put
+    assert objects.moving(2.9, settle_s=2.0) and not objects.moving(3.1, settle_s=2.0)
+    assert objects.moving(3.1)  # not yet `stationary` (10 s)
+    walk(objects, [(3.2, [track(1, (80, 0, 180, 50))], [], [])])
+    assert objects.moving(3.3, settle_s=2.0)

@@ -108,9 +108,13 @@ class ObjectEvents:
     def live(self) -> Mapping[int, _Life]:
         return self._live
 
-    def moving(self) -> bool:
-        """Is any live object not stationary? (Motion gating keeps the model running while one is.)"""
-        return any(not life.stationary for life in self._live.values())
+    def moving(self, t: float | None = None, settle_s: float | None = None) -> bool:
+        """Is any live object not stationary? With ``t`` and ``settle_s``: did one move (its centre beyond
+        ``stationary_fraction`` of its size) in the ``settle_s`` seconds before ``t``? Motion gating keeps
+        the model running while one did."""
+        if t is None or settle_s is None:
+            return any(not life.stationary for life in self._live.values())
+        return any(not life.stationary and t - life.anchor_t < settle_s for life in self._live.values())
 
     def _label(self, class_id: int) -> str:
         return self.labels[class_id] if 0 <= class_id < len(self.labels) else str(class_id)

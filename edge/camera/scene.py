@@ -117,9 +117,10 @@ class Scene:
         return self.zones
 
     def gate(self, image: np.ndarray, t: float) -> GateDecision:
-        """Does the model run on this frame? On motion, while a non-stationary object lives, and at least
-        every ``motion.refresh_s``; always with gating off."""
-        return self.gate_.check(image, tracks_active=self.objects.moving(), now=t)
+        """Does the model run on this frame? On motion, while an object moved in the last
+        ``motion.settle_s``, and at least every ``motion.refresh_s``; always with gating off."""
+        moving = self.objects.moving(t, self.gate_.settings.settle_s)
+        return self.gate_.check(image, tracks_active=moving, now=t)
 
     def skip(self, t: float) -> None:
         """The gate skipped the frame at ``t``: nothing moved, so tracks stay where they are and the time
