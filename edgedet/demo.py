@@ -1,9 +1,10 @@
 """``edgedet demo``: the main job end to end on data the project generates itself.
 
 Generate a synthetic dataset -> train the SSD and the CenterNet head briefly on CPU -> export and
-quantise -> parity checks -> evaluate -> accuracy-vs-latency report -> run the detector over a generated
-video and save an annotated copy. A stage that fails stops the demo with a non-zero status, and so does
-a model that did not learn (AP50 below :data:`MIN_AP50`).
+quantise -> parity checks -> evaluate -> accuracy-vs-latency report -> the camera daemon's object
+pipeline (tracker, a zone, object events) with the device model on a generated video with ground-truth
+tracks: MOTA, IDF1, the events written and an annotated copy. A stage that fails stops the demo with a
+non-zero status, and so does a model that did not learn (AP50 below :data:`MIN_AP50`).
 """
 
 from __future__ import annotations
@@ -16,33 +17,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
-
 from edgedet.convert.export import export_all
+from edgedet.demo_tracking import track_demo_video
 from edgedet.edge.bench.accuracy_latency import run_bench
-from edgedet.edge.datasets.synthetic import generate_synthetic, render_video
-from edgedet.edge.runtime.detector import Detector
-from edgedet.edge.runtime.draw import draw_detections
-from edgedet.edge.runtime.media import iter_video
+from edgedet.edge.datasets.synthetic import generate_synthetic
 from edgedet.training.config import load_config
 from edgedet.training.train import train
 
 __all__ = ["DemoSettings", "cli", "run_demo"]
 
-MIN_AP50 = 0.15  # an untrained model scores ~0.00 here; below this, training did not learn
+MIN_AP50 = 0.6  # measured 2026-12-01 on 2 cores: see the README; an untrained model scores ~0.00
 
 
 @dataclass
 class DemoSettings:
     out: Path
-    images: int = 600
+    images: int = 1000
     val_fraction: float = 0.15
     input_size: tuple[int, int] = (160, 120)
-    epochs: int = 40
-    time_limit_minutes: float = 5.0
+    # the demo's scenes: objects from 20 px (at 160x120 the slim SSD found 5 % of those under 16 px after a
+    # short run) and at most 4 distractors; the built-in `synthetic:N` dataset keeps its harder defaults
+    min_object_size: float = 20.0
+    max_distractors: int = 4
+    epochs: int = 200  # an upper bound: the time limits end each run, and the schedule follows the clock
+    minutes: tuple[tuple[str, float], ...] = (("ssd", 4.0), ("centernet", 4.5))
+    lr: float = 0.02
     batch_size: int = 16
     workers: int = 2
-    video_frames: int = 90
+    tracking_seconds: float = 20.0
     formats: tuple[str, ...] = ("onnx", "tflite")
     int8: bool = True
     quick: bool = False
@@ -54,10 +56,10 @@ class DemoSettings:
             out=out,
             images=24,
             epochs=1,
-            time_limit_minutes=1.0,
+            minutes=(("ssd", 1.0), ("centernet", 1.0)),
             batch_size=8,
             workers=0,
-            video_frames=6,
+            tracking_seconds=2.0,
             formats=("onnx",),
             int8=False,
             quick=True,
@@ -75,7 +77,15 @@ class StageResult:
 
 def _stage_data(s: DemoSettings, state: dict[str, Any]) -> dict[str, Any]:
     root = s.out / "data"
-    generate_synthetic(root, s.images, size=s.input_size, seed=0, val_fraction=s.val_fraction)
+    generate_synthetic(
+        root,
+        s.images,
+        size=s.input_size,
+        seed=0,
+        val_fraction=s.val_fraction,
+        min_object_size=s.min_object_size,
+        max_distractors=s.max_distractors,
+    )
     state["data_root"] = root
     return {"dataset": str(root)}
 
@@ -92,14 +102,19 @@ def _train_config(s: DemoSettings, head: str, state: dict[str, Any]) -> dict[str
             f"data.train=voc:{root}:train",
             f"data.val=voc:{root}:val",
             f"epochs={s.epochs}",
-            f"time_limit_minutes={s.time_limit_minutes}",
+            f"time_limit_minutes={dict(s.minutes)[head]}",
             f"batch_size={s.batch_size}",
             f"workers={s.workers}",
             "optimizer.name=adamw",
-            "optimizer.lr=0.004",
+            f"optimizer.lr={s.lr}",
             "optimizer.weight_decay=0.0001",
             "loss.match_iou=0.35",
-            "augment.zoom_out=1.5",
+            # a few minutes of training never overfit these scenes (train AP = val AP), while the SSD crop,
+            # zoom-out and colour jitter made each step harder: without them AP50 after 12 epochs went
+            # 0.38 -> 0.46, and lr 0.004 -> 0.02 took it to 0.71 (see the README)
+            "augment.photometric=false",
+            "augment.crop=false",
+            "augment.zoom_out=1.0",
             f"eval.every={max(1, s.epochs)}",
         ],
     )
@@ -145,32 +160,13 @@ def _stage_report(s: DemoSettings, state: dict[str, Any]) -> dict[str, Any]:
     return run_bench(models, data=f"voc:{state['data_root']}:val", out=s.out / "report")
 
 
-def _stage_video(s: DemoSettings, state: dict[str, Any]) -> dict[str, Any]:
+def _stage_tracking(s: DemoSettings, state: dict[str, Any]) -> dict[str, Any]:
     ckpts = state["checkpoints"]
     exported = state.get("exported", {}).get("ssd", {})
     # the file a device would run: int8 TFLite when there is one, else ONNX, else the checkpoint
     model = next((exported[k] for k in ("tflite_int8", "onnx") if k in exported), None) or ckpts.get("ssd")
     model = model or next(iter(ckpts.values()))
-    video = s.out / "video" / "input.avi"
-    video.parent.mkdir(parents=True, exist_ok=True)
-    render_video(video, frames=s.video_frames, size=s.input_size, seed=1)
-    detector = Detector.from_model(model)
-    annotated = s.out / "video" / "annotated.avi"
-    writer = cv2.VideoWriter(str(annotated), cv2.VideoWriter_fourcc(*"MJPG"), 15.0, s.input_size)
-    frames = found = 0
-    for _, frame in iter_video(video):
-        dets = detector.detect(frame)
-        frames += 1
-        found += len(dets)
-        writer.write(draw_detections(frame, dets))
-    writer.release()
-    return {
-        "model": str(model),
-        "input": str(video),
-        "annotated": str(annotated),
-        "frames": frames,
-        "detections": found,
-    }
+    return track_demo_video(model, s.out / "tracking", seconds=s.tracking_seconds)
 
 
 STAGES: tuple[tuple[str, Callable[[DemoSettings, dict[str, Any]], dict[str, Any]]], ...] = (
@@ -179,7 +175,7 @@ STAGES: tuple[tuple[str, Callable[[DemoSettings, dict[str, Any]], dict[str, Any]
     ("train CenterNet", _stage_train("centernet")),
     ("export + quantise + parity", _stage_export),
     ("accuracy-vs-latency report", _stage_report),
-    ("detector on a generated video", _stage_video),
+    ("tracking + zones on a generated video", _stage_tracking),
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import cv2
@@ -121,3 +122,22 @@ def test_video_round_trips_frame_count_and_size(tmp_path: Path, suffix: str):
     assert max(moved) > 0
     with pytest.raises(ValueError, match="video path"):
         render_video(tmp_path / "clip.gif", frames=2)
+
+
+def test_min_object_size_sets_the_smallest_objects_and_is_recorded(tmp_path):
+    """The demo's easier scenes: every fully visible object's box is at least ~0.7x ``min_object_size`` on
+    its longer side (a rotated triangle spans 0.87 of it), and the setting is written to synthetic.json."""
+
+    def smallest(min_size: float) -> float:
+        sides = [
+            max(o.box[2] - o.box[0], o.box[3] - o.box[1])
+            for i in range(150)
+            for o in render_scene(np.random.default_rng((0, i)), (160, 120), min_object_size=min_size).objects
+            if o.visible >= 0.999 and not o.occluded
+        ]
+        return min(sides)
+
+    assert smallest(12) < 14 <= 0.7 * 20 <= smallest(20)
+    root = generate_synthetic(tmp_path / "d", 3, size=(64, 48), min_object_size=16, max_distractors=0)
+    meta = json.loads((root / "synthetic.json").read_text())
+    assert meta["min_object_size"] == 16 and meta["max_distractors"] == 0

@@ -54,6 +54,8 @@ __all__ = [
     "cost_streams",
     "make_adapters",
     "make_sequences",
+    "mot_accumulator",
+    "mot_summary",
 ]
 
 Boxes = np.ndarray
@@ -395,33 +397,13 @@ def bench_quality(
                 for k, v in clear_mot_counts(seq.truth, hyps).items():
                     counts[k] += v
                 if mm is not None:
-                    acc = mm.MOTAccumulator(auto_id=True)
-                    for frame, (boxes, ids) in zip(seq.truth, hyps, strict=True):
-                        dist = _mot_distances(frame.boxes, boxes)
-                        acc.update(frame.track_ids.tolist(), list(ids), dist)
-                    accs.append(acc)
+                    accs.append(mot_accumulator(seq.truth, hyps))
                 if HOTA is not None:
                     hota_res[seq.name] = _hota(seq.truth, hyps)
             row: dict[str, Any] = {"tracker": adapter.name, "group": group, "sequences": len(members)}
             row["frames"] = sum(len(s.truth) for s in members)
             if mm is not None:
-                mh = mm.metrics.create()
-                names = [s.name for s in members]
-                summary = mh.compute_many(
-                    accs,
-                    metrics=["mota", "idf1", "num_switches", "num_false_positives", "num_misses", "num_objects"],
-                    names=names,
-                    generate_overall=True,
-                )
-                overall = summary.loc["OVERALL"]
-                row.update(
-                    mota=float(overall["mota"]),
-                    idf1=float(overall["idf1"]),
-                    idsw=int(overall["num_switches"]),
-                    fp=int(overall["num_false_positives"]),
-                    fn=int(overall["num_misses"]),
-                    gt=int(overall["num_objects"]),
-                )
+                row.update(mot_summary(accs, [s.name for s in members]))
             else:
                 row.update(
                     mota=1 - (counts["fp"] + counts["fn"] + counts["idsw"]) / max(counts["gt"], 1),
@@ -440,6 +422,38 @@ def bench_quality(
                 row["hota"] = row["assa"] = float("nan")
             rows.append(row)
     return rows, used
+
+
+def mot_accumulator(truth: Sequence[TrackFrame], hyps: Sequence[tuple[Boxes, list[int]]]) -> Any:
+    """A ``motmetrics.MOTAccumulator`` of one sequence: per frame the truth IDs, the tracker's IDs and
+    their distances (1 - IoU, matches at IoU >= 0.5)."""
+    import motmetrics as mm
+
+    acc = mm.MOTAccumulator(auto_id=True)
+    for frame, (boxes, ids) in zip(truth, hyps, strict=True):
+        acc.update(frame.track_ids.tolist(), list(ids), _mot_distances(frame.boxes, boxes))
+    return acc
+
+
+def mot_summary(accs: Sequence[Any], names: Sequence[str]) -> dict[str, Any]:
+    """MOTA, IDF1, ID switches, false positives, misses and ground-truth count over ``accs`` together."""
+    import motmetrics as mm
+
+    summary = mm.metrics.create().compute_many(
+        list(accs),
+        metrics=["mota", "idf1", "num_switches", "num_false_positives", "num_misses", "num_objects"],
+        names=list(names),
+        generate_overall=True,
+    )
+    overall = summary.loc["OVERALL"]
+    return {
+        "mota": float(overall["mota"]),
+        "idf1": float(overall["idf1"]),
+        "idsw": int(overall["num_switches"]),
+        "fp": int(overall["num_false_positives"]),
+        "fn": int(overall["num_misses"]),
+        "gt": int(overall["num_objects"]),
+    }
 
 
 def _mot_distances(truth: np.ndarray, boxes: np.ndarray) -> np.ndarray:

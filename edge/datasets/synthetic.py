@@ -77,8 +77,13 @@ def generate_synthetic(
     image_format: str = "jpg",
     val_fraction: float = 0.2,
     jpeg_quality: int = 92,
+    min_object_size: float = 12.0,
+    max_distractors: int = 8,
 ) -> Path:
     """Write ``num_images`` scenes of ``size = (width, height)`` as a VOC dataset under ``out_dir``; return it.
+
+    ``min_object_size`` (pixels, the smallest drawn object's longer side) and ``max_distractors`` set the
+    difficulty (see :func:`render_scene`).
 
     The last ``round(num_images * val_fraction)`` images form the ``val`` split (at least one when there are
     two or more images), the rest ``train``. Boxes are the exact tight boxes of each object's visible pixels.
@@ -94,7 +99,9 @@ def generate_synthetic(
     params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if image_format == "jpg" else []
     ids = []
     for i in range(int(num_images)):
-        scene = render_scene(scene_rng(seed, i), size, classes)
+        scene = render_scene(
+            scene_rng(seed, i), size, classes, max_distractors=max_distractors, min_object_size=min_object_size
+        )
         image_id = f"synth_{i:06d}"
         filename = f"{image_id}.{image_format}"
         ok, encoded = cv2.imencode(f".{image_format}", scene.image, params)
@@ -111,6 +118,7 @@ def generate_synthetic(
     (root / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
     meta = {"version": SYNTHETIC_VERSION, "num_images": int(num_images), "size": list(size), "seed": int(seed)}
     meta.update({"classes": list(classes), "image_format": image_format, "val_fraction": val_fraction})
+    meta.update({"min_object_size": float(min_object_size), "max_distractors": int(max_distractors)})
     (root / _META).write_text(json.dumps(meta, indent=1) + "\n")
     return root
 

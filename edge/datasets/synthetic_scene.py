@@ -149,10 +149,10 @@ def _fill(poly: np.ndarray, width: int, height: int) -> np.ndarray:
     return mask.astype(bool)
 
 
-def _object(rng: np.random.Generator, shape: str, width: int, height: int) -> tuple[np.ndarray, float]:
+def _object(rng: np.random.Generator, shape: str, width: int, height: int, min_size: float) -> tuple[np.ndarray, float]:
     """Mask and true (unclipped) area of one randomly sized, stretched, rotated and placed shape."""
     short = min(width, height)
-    size = float(np.exp(rng.uniform(np.log(12), np.log(max(0.6 * short, 13)))))
+    size = float(np.exp(rng.uniform(np.log(min_size), np.log(max(0.6 * short, min_size + 1)))))
     aspect = float(np.exp(rng.uniform(np.log(0.6), np.log(1.67))))
     half = np.array([size * np.sqrt(aspect), size / np.sqrt(aspect)]) / 2
     half *= size / 2 / half.max()  # the longer side is `size`
@@ -209,6 +209,7 @@ def render_scene(
     *,
     max_objects: int = 6,
     max_distractors: int = 8,
+    min_object_size: float = 12.0,
 ) -> SyntheticScene:
     """Render one scene of ``size = (width, height)`` with up to ``max_objects`` objects (about 4% of scenes
     have none) and 1 to ``max_distractors`` distractors; each class name is one of ``SHAPES``."""
@@ -221,9 +222,9 @@ def render_scene(
     items: list[dict] = []
     for _ in range(n_objects):
         label = int(rng.integers(len(classes)))
-        mask, area = _object(rng, classes[label], width, height)
+        mask, area = _object(rng, classes[label], width, height, min_object_size)
         items.append({"label": label, "mask": mask, "area": area, "texture": TEXTURES[rng.integers(len(TEXTURES))]})
-    for _ in range(int(rng.integers(1, max_distractors + 1))):
+    for _ in range(int(rng.integers(1, max_distractors + 1)) if max_distractors > 0 else 0):
         items.append(
             {"label": -1, "mask": _distractor(rng, width, height), "texture": ("solid", "noise")[rng.integers(2)]}
         )
