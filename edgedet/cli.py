@@ -189,6 +189,21 @@ def _bench_gating(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="PATH", default=None, help="write the figures as JSON to this file")
 
 
+def _bench_clips(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seconds", type=float, default=20.0, help="video-seconds fed per pass (default: 20)")
+    p.add_argument("--fps", type=float, default=15.0, help="the camera's frame rate (default: 15)")
+    p.add_argument("--size", default="640x480", metavar="WxH", help="frame size (default: 640x480)")
+    p.add_argument("--pre-s", type=float, default=5.0, help="clips.pre_s: seconds of pre-roll (default: 5)")
+    p.add_argument("--post-s", type=float, default=5.0, help="clips.post_s (default: 5)")
+    p.add_argument("--quality", type=int, default=80, help="clips.jpeg_quality of the ring (default: 80)")
+    p.add_argument("--seed", type=int, default=100, help="the synthetic video's seed")
+    p.add_argument("--unique-s", type=float, default=10.0, help="seconds of video rendered, then looped")
+    p.add_argument("--realtime", action="store_true", help="pace frames at --fps (default: accelerated)")
+    p.add_argument("--dir", default=None, help="write the clips here (default: a temporary folder)")
+    p.add_argument("--target-share", type=float, default=0.05, help="goal: share of a core while buffering")
+    p.add_argument("--json", metavar="PATH", default=None, help="write the figures as JSON to this file")
+
+
 def _bench_train_throughput(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="training YAML (default: the built-in defaults)")
     p.add_argument("overrides", nargs="*", metavar="key=value")
@@ -255,6 +270,12 @@ COMMANDS: tuple[Command, ...] = (
                 "edgedet.edge.bench.gating_bench:cli",
                 "motion gating: inferences skipped, recall lost, gate cost; object events vs per-frame messages",
                 _bench_gating,
+            ),
+            Command(
+                "clips",
+                "edgedet.edge.bench.clip_bench:cli",
+                "event clips: CPU per camera while buffering and writing, ring memory per second of pre-roll",
+                _bench_clips,
             ),
             Command(
                 "train-throughput",

@@ -16,35 +16,42 @@ from edgedet.edge.camera.metrics import CONTENT_TYPE, CounterFunction, Registry
 from edgedet.edge.runtime.detector import Detection, StageTimings
 
 # What the hand-written registry exposed (taken from it before the switch): family -> (type, label names, help).
-# Families as the parser names them: a counter ``x_total`` is family ``x``.
+# Families as the parser names them: a counter ``x_total`` is family ``x``. Per-camera series gained the
+# ``camera`` label with several cameras per daemon (names, types and help unchanged); the events file,
+# snapshots and uptime are the process's.
+CAMERA = {"camera"}
 DAEMON_METRICS = {
-    "edgedet_frames_captured": ("counter", set(), "Frames read from the source."),
-    "edgedet_frames_processed": ("counter", set(), "Frames run through the detector."),
-    "edgedet_frames_dropped": ("counter", set(), "Frames replaced by a newer one before the detector took them."),
-    "edgedet_source_reconnects": ("counter", set(), "Attempts to re-open the source after it failed."),
-    "edgedet_source_loops": ("counter", set(), "Times a video file or image folder reached its end."),
-    "edgedet_source_up": ("gauge", set(), "1 while the source delivers frames."),
-    "edgedet_fps": ("gauge", set(), "Frames processed per second over the last 5 s."),
+    "edgedet_frames_captured": ("counter", CAMERA, "Frames read from the source."),
+    "edgedet_frames_processed": ("counter", CAMERA, "Frames run through the detector."),
+    "edgedet_frames_dropped": ("counter", CAMERA, "Frames replaced by a newer one before the detector took them."),
+    "edgedet_source_reconnects": ("counter", CAMERA, "Attempts to re-open the source after it failed."),
+    "edgedet_source_loops": ("counter", CAMERA, "Times a video file or image folder reached its end."),
+    "edgedet_source_up": ("gauge", CAMERA, "1 while the source delivers frames."),
+    "edgedet_fps": ("gauge", CAMERA, "Frames processed per second over the last 5 s."),
     "edgedet_inference_latency_seconds": (
         "histogram",
-        set(),
+        CAMERA,
         "Detector time per frame (pre-processing + inference + decoding).",
     ),
-    "edgedet_stage_latency_seconds": ("histogram", {"stage"}, "Detector time per frame by stage."),
-    "edgedet_detections": ("counter", set(), "Objects detected."),
-    "edgedet_inference_errors": ("counter", set(), "Frames the detector failed on."),
-    "edgedet_last_frame_timestamp_seconds": ("gauge", set(), "Capture time (Unix) of the newest processed frame."),
+    "edgedet_stage_latency_seconds": ("histogram", {"camera", "stage"}, "Detector time per frame by stage."),
+    "edgedet_detections": ("counter", CAMERA, "Objects detected."),
+    "edgedet_inference_errors": ("counter", CAMERA, "Frames the detector failed on."),
+    "edgedet_last_frame_timestamp_seconds": ("gauge", CAMERA, "Capture time (Unix) of the newest processed frame."),
     "edgedet_uptime_seconds": ("gauge", set(), "Seconds since the daemon started."),
     "edgedet_events_written": ("counter", set(), "Events written to the events file."),
     "edgedet_events_errors": ("counter", set(), "Events the events file could not take."),
-    "edgedet_mqtt_published": ("counter", set(), "Events handed to the MQTT client."),
-    "edgedet_mqtt_errors": ("counter", set(), "Events not published (broker down, queue full)."),
-    "edgedet_mqtt_connected": ("gauge", set(), "1 while connected to the MQTT broker."),
+    "edgedet_mqtt_published": ("counter", CAMERA, "Events handed to the MQTT client."),
+    "edgedet_mqtt_errors": ("counter", CAMERA, "Events not published (broker down, queue full)."),
+    "edgedet_mqtt_connected": ("gauge", CAMERA, "1 while connected to the MQTT broker."),
     # added with object events and motion gating
-    "edgedet_frames_skipped": ("counter", {"reason"}, "Frames the motion gate kept from the detector, by reason."),
-    "edgedet_object_events": ("counter", {"type"}, "Object events by type."),
-    "edgedet_objects_active": ("gauge", set(), "Objects being tracked now."),
-    "edgedet_detections_filtered": ("counter", set(), "Detections dropped by the filters and ignore masks."),
+    "edgedet_frames_skipped": (
+        "counter",
+        {"camera", "reason"},
+        "Frames the motion gate kept from the detector, by reason.",
+    ),
+    "edgedet_object_events": ("counter", {"camera", "type"}, "Object events by type."),
+    "edgedet_objects_active": ("gauge", CAMERA, "Objects being tracked now."),
+    "edgedet_detections_filtered": ("counter", CAMERA, "Detections dropped by the filters and ignore masks."),
     "edgedet_snapshot_errors": ("counter", set(), "Snapshots that could not be written (full or read-only disk)."),
 }
 # Added by the library's ProcessCollector (Linux only: it reads /proc) and PlatformCollector.
@@ -105,11 +112,12 @@ def test_daemon_metrics_keep_names_types_labels_and_help(tmp_path, as_the_cli):
         assert name not in found or found[name].type == kind, name
 
     value = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in found.values() for s in f.samples}
-    assert value[("edgedet_frames_processed_total", ())] == 5
-    assert value[("edgedet_detections_total", ())] == 2
-    assert value[("edgedet_last_frame_timestamp_seconds", ())] == 1700000004.0
-    assert value[("edgedet_inference_latency_seconds_count", ())] == 5
-    assert value[("edgedet_inference_latency_seconds_sum", ())] == pytest.approx(5 * 3.5e-3)
+    cam = (("camera", "camera"),)
+    assert value[("edgedet_frames_processed_total", cam)] == 5
+    assert value[("edgedet_detections_total", cam)] == 2
+    assert value[("edgedet_last_frame_timestamp_seconds", cam)] == 1700000004.0
+    assert value[("edgedet_inference_latency_seconds_count", cam)] == 5
+    assert value[("edgedet_inference_latency_seconds_sum", cam)] == pytest.approx(5 * 3.5e-3)
     stages = {s.labels["stage"] for s in found["edgedet_stage_latency_seconds"].samples}
     assert stages == {"preprocess", "inference", "decode"}
     buckets = [s for s in found["edgedet_inference_latency_seconds"].samples if s.name.endswith("_bucket")]
@@ -146,9 +154,10 @@ def test_each_daemon_has_its_own_registry(tmp_path):
     first, second = make_daemon(tmp_path / "a"), make_daemon(tmp_path / "b")  # the global REGISTRY would refuse
     publish(first, 3)
     assert first.metrics is not second.metrics
-    assert first.metrics.get_sample_value("edgedet_frames_processed_total") == 3
-    assert second.metrics.get_sample_value("edgedet_frames_processed_total") == 0
-    assert second.metrics.get_sample_value("edgedet_inference_latency_seconds_count") == 0
+    cam = {"camera": "camera"}
+    assert first.metrics.get_sample_value("edgedet_frames_processed_total", cam) == 3
+    assert second.metrics.get_sample_value("edgedet_frames_processed_total", cam) == 0
+    assert second.metrics.get_sample_value("edgedet_inference_latency_seconds_count", cam) == 0
     assert prometheus_client.REGISTRY.get_sample_value("edgedet_frames_processed_total") is None
 
 

@@ -134,6 +134,7 @@ def test_the_wheel_installs_one_root_name_that_stays_light(tmp_path):
     tops = {name.split("/")[0] for name in names}
     assert tops == {"edgedet", next(t for t in tops if t.endswith(".dist-info"))}, sorted(tops)
     assert "edgedet/edge/core/boxes.py" in names and "edgedet/training/configs/raccoon-ssd.yaml" in names
+    assert "edgedet/edge/camera/web/index.html" in names  # the daemon's page at /
     site = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],

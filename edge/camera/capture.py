@@ -112,12 +112,14 @@ class CaptureThread(threading.Thread):
         pace_fps: float | None = None,
         backoff: Backoff | None = None,
         name: str = "capture",
+        what: str = "source",
     ) -> None:
         super().__init__(name=name, daemon=True)  # a read stuck in a driver must not block exit
         self._opener = opener
         self.slot = slot
         self.loop = loop
         self.pace_fps = pace_fps
+        self.what = what  # how the log names the source: "source", "camera 'door' source"
         self.backoff = backoff or Backoff(0.5, 30.0)
         self._stop_event = threading.Event()
         self.state = "connecting"
@@ -166,7 +168,7 @@ class CaptureThread(threading.Thread):
             if failed:
                 delay = self.backoff.next()
                 self.state = "waiting"
-                log.warning("source: %s; reconnecting in %.1f s", self.last_error, delay)
+                log.warning("%s: %s; reconnecting in %.1f s", self.what, self.last_error, delay)
                 if self._wait(delay):
                     break
                 self.reconnects += 1
@@ -178,7 +180,7 @@ class CaptureThread(threading.Thread):
                 self.last_error, failed = redact_text(str(exc)), True
                 continue
             if failed:
-                log.info("source: reconnected")
+                log.info("%s: reconnected", self.what)
                 self._healthy_since = time.monotonic()
             try:
                 failed = self._stream(source)
@@ -186,7 +188,7 @@ class CaptureThread(threading.Thread):
                 source.close()
             if not failed and not self.loop and not self._stop_event.is_set():
                 self.state = "finished"
-                log.info("source: finished (loop is off); the daemon stays up")
+                log.info("%s: finished (loop is off); the daemon stays up", self.what)
                 while not self._wait(3600.0):
                     pass
         self.state = "stopped"
@@ -208,7 +210,7 @@ class CaptureThread(threading.Thread):
             except SourceEnded:
                 self.loops += 1
                 if self.loop:
-                    log.debug("source: end reached, looping")
+                    log.debug("%s: end reached, looping", self.what)
                 return False
             except SourceError as exc:
                 self.last_error = redact_text(str(exc))

@@ -8,11 +8,16 @@ file, the key and the reason (``camera.yaml: http.port: expected an integer in 0
 which the CLI prints before exiting with status 1. Unknown keys are errors too, so a typo never silently
 falls back to a default. Relative paths (model, spec, source, events.path, http.token_file) are relative to
 the working directory.
+
+One camera: ``model`` and ``source`` (and ``name``) at the top level. Several cameras, one model: a
+``cameras:`` list of :class:`CameraConfig` (``name``, ``source`` and any :class:`CameraSettings` key); the
+top-level :class:`CameraSettings` keys are every camera's defaults. :meth:`DaemonConfig.camera_configs`
+gives each camera's settings either way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,7 +28,7 @@ from edgedet.edge.camera.motion import MotionSettings
 from edgedet.edge.camera.objects import ObjectSettings
 from edgedet.edge.camera.scene import TrackingSettings
 from edgedet.edge.camera.snapshots import SnapshotSettings
-from edgedet.edge.camera.zones import MaskList, ZoneList
+from edgedet.edge.camera.zones import MaskList, ZoneList, validate_items
 from edgedet.edge.runtime.settings import (
     ConfigKeyError,
     Expect,
@@ -34,12 +39,15 @@ from edgedet.edge.runtime.settings import (
     SectionInput,
     StrictModel,
     Text,
+    deep_merge,
     load,
     or_false,
     section,
 )
 
 __all__ = [
+    "CameraConfig",
+    "CameraSettings",
     "DaemonConfig",
     "EventsConfig",
     "HttpConfig",
@@ -148,7 +156,11 @@ class MqttConfig(StrictModel):
     host: NonEmptyText = Field(description="the broker's host name or address")
     port: Annotated[Int, Field(ge=1, le=65535)] = Field(1883, description="the broker's port (TLS: usually 8883)")
     topic_prefix: NonEmptyText = Field("edgedet", description="may contain `/`, not `+`, `#` or a leading/trailing `/`")
-    client_id: NonEmptyText | None = Field(None, description="null: `edgedet-<name>`")
+    client_id: NonEmptyText | None = Field(
+        None,
+        description="null: `edgedet-<name>`; with `cameras` (one connection per camera, each with its own last "
+        "will): `edgedet-<camera>`, or `<client_id>-<camera>` when given",
+    )
     qos: Annotated[Int, Field(ge=0, le=2)] = Field(0, description="QoS of detection events (status is always QoS 1)")
     keepalive: Annotated[Int, Field(ge=5, le=3600)] = Field(
         30, description="seconds; the broker fires the last will after 1.5× this without traffic"
@@ -209,25 +221,18 @@ def _optional_section(value: Any) -> Any:
     return None if value is False else value
 
 
-class DaemonConfig(StrictModel):
-    """The camera daemon's config (``edgedet camera --config camera.yaml``); every key but two is optional."""
+def _check_source(source: str | None) -> str | None:
+    if source is not None and "!" in source and "appsink" not in source:
+        raise ValueError("a GStreamer pipeline must end in '! appsink' (OpenCV reads frames from it)")
+    return source
 
-    model: NonEmptyText = Field(
-        description="`.onnx` or `.tflite` (both carry their spec inside; an older `.tflite` reads `MODEL.json` "
-        "beside it)"
-    )
-    source: NonEmptyText = Field(
-        description="camera index or device, GStreamer pipeline, stream URL, video file, image file or folder "
-        "(see Sources)",
-        json_schema_extra={"type": ["string", "integer"]},  # `source: 0` is camera 0
-    )
-    name: Annotated[Text, Field(pattern=NAME_PATTERN)] = Field(
-        "camera", description="camera name: the events' `camera` field and the MQTT topic level"
-    )
-    spec: NonEmptyText | None = Field(
-        None, description="`ultraface` or a spec JSON file, for models without metadata (null: the model's own)"
-    )
-    threads: Annotated[Int, Field(ge=1, le=256)] | None = Field(None, description="inference threads (null: all cores)")
+
+SOURCE_HELP = "camera index or device, GStreamer pipeline, stream URL, video file, image file or folder (see Sources)"
+
+
+class CameraSettings(StrictModel):
+    """What each camera may set for itself: at the top level, the defaults of every camera."""
+
     score_threshold: Annotated[Number, Field(ge=0, le=1)] | None = Field(
         None, description="post-processing override (null: the model's)"
     )
@@ -250,34 +255,6 @@ class DaemonConfig(StrictModel):
     max_fps: Annotated[Number, Field(ge=0, le=1000)] = Field(
         0.0, description="most inferences per second (`0`: as fast as frames come); saves CPU and heat"
     )
-    pipeline: Flag = Field(
-        True,
-        description="run inference in its own thread, overlapped with capture, pre/post-processing and "
-        "publishing (the backends release the GIL); a frame stays in flight only while the next one arrives "
-        "within ~1.5 inference times, so a slow camera gets no extra latency; off with `max_fps`",
-    )
-    stall_timeout_s: Annotated[Number, Field(ge=1, le=86400)] = Field(
-        60.0, description="a thread without progress this long makes `/healthz` 503 and stops the watchdog pings"
-    )
-    health_window_s: Annotated[Number, Field(gt=0, le=86400)] = Field(
-        10.0,
-        description="`/healthz` says `failing` (503, no watchdog pings) when frames were captured but none was "
-        "processed in this long (at least 3 inference times or `max_fps` periods), or failures outnumber "
-        "successes in it",
-    )
-    http: Annotated[
-        HttpConfig,
-        Expect("a mapping of keys, or false (no server)", "section, or `false`"),
-        BeforeValidator(_http_section),
-    ] = section(HttpConfig, "the HTTP server (`false`: none)", json_schema_extra=or_false)
-    events: Annotated[EventsConfig, SectionInput] = section(EventsConfig, "detection events as JSON lines")
-    mqtt: Annotated[
-        MqttConfig | None,
-        Expect("a mapping of keys, or null (no MQTT)", "section, or null"),
-        BeforeValidator(_optional_section),
-    ] = Field(
-        None, description="MQTT publishing; no `mqtt` section (or null, false): no MQTT", json_schema_extra=or_false
-    )
     reconnect: Annotated[ReconnectConfig, SectionInput] = section(
         ReconnectConfig, "backoff between attempts to re-open a failed source"
     )
@@ -293,25 +270,134 @@ class DaemonConfig(StrictModel):
     motion: Annotated[MotionSettings, SectionInput] = section(
         MotionSettings, "motion gating: the model sleeps while nothing moves"
     )
+
+
+class _CameraId(StrictModel):
+    name: Annotated[Text, Field(pattern=NAME_PATTERN)] = Field(
+        description="the camera's name (unique): the events' `camera` field, the MQTT topic level, `/cameras/<name>`"
+    )
+    source: NonEmptyText = Field(description=SOURCE_HELP, json_schema_extra={"type": ["string", "integer"]})
+
+    _source = field_validator("source")(_check_source)
+
+
+class CameraConfig(CameraSettings, _CameraId):
+    """One camera of ``cameras:``: its name and source, and any per-camera key (the top-level ones are the
+    defaults: sections are merged key by key, lists such as ``zones`` replaced)."""
+
+
+def _camera_list(raw: Any) -> Any:
+    cameras = validate_items(CameraConfig, raw, "camera")
+    first: dict[str, int] = {}
+    for i, camera in enumerate(cameras):
+        if camera.name in first:
+            raise ConfigKeyError(f"{i}.name", f"duplicate camera name {camera.name!r} (also item {first[camera.name]})")
+        first[camera.name] = i
+    return cameras
+
+
+CameraList = Annotated[list[CameraConfig], BeforeValidator(_camera_list)]
+
+
+class _Shared(StrictModel):
+    model: NonEmptyText = Field(
+        description="`.onnx` or `.tflite` (both carry their spec inside; an older `.tflite` reads `MODEL.json` "
+        "beside it); one model serves every camera"
+    )
+    source: NonEmptyText | None = Field(
+        None,
+        description=f"{SOURCE_HELP}; required without `cameras` (with them, each camera has its own)",
+        json_schema_extra={"type": ["string", "integer"]},  # `source: 0` is camera 0
+    )
+    name: Annotated[Text, Field(pattern=NAME_PATTERN)] = Field(
+        "camera", description="camera name: the events' `camera` field and the MQTT topic level (not with `cameras`)"
+    )
+    spec: NonEmptyText | None = Field(
+        None, description="`ultraface` or a spec JSON file, for models without metadata (null: the model's own)"
+    )
+    threads: Annotated[Int, Field(ge=1, le=256)] | None = Field(None, description="inference threads (null: all cores)")
+
+    _source = field_validator("source")(_check_source)
+
+
+class DaemonConfig(CameraSettings, _Shared):
+    """The camera daemon's config (``edgedet camera --config camera.yaml``): ``model`` and ``source`` (or
+    ``cameras``) are required, every other key is optional."""
+
+    pipeline: Flag = Field(
+        True,
+        description="run inference in its own thread, overlapped with capture, pre/post-processing and "
+        "publishing (the backends release the GIL); a frame stays in flight only while the next one arrives "
+        "within ~1.5 inference times, so a slow camera gets no extra latency; off when a camera sets `max_fps`",
+    )
+    stall_timeout_s: Annotated[Number, Field(ge=1, le=86400)] = Field(
+        60.0, description="a thread without progress this long makes `/healthz` 503 and stops the watchdog pings"
+    )
+    health_window_s: Annotated[Number, Field(gt=0, le=86400)] = Field(
+        10.0,
+        description="`/healthz` says `failing` (503, no watchdog pings) when a camera's frames were captured but "
+        "none was processed in this long (at least 3 inference times per camera or `max_fps` periods), or "
+        "failures outnumber successes in it",
+    )
+    http: Annotated[
+        HttpConfig,
+        Expect("a mapping of keys, or false (no server)", "section, or `false`"),
+        BeforeValidator(_http_section),
+    ] = section(HttpConfig, "the HTTP server (`false`: none)", json_schema_extra=or_false)
+    events: Annotated[EventsConfig, SectionInput] = section(EventsConfig, "detection events as JSON lines")
+    mqtt: Annotated[
+        MqttConfig | None,
+        Expect("a mapping of keys, or null (no MQTT)", "section, or null"),
+        BeforeValidator(_optional_section),
+    ] = Field(
+        None, description="MQTT publishing; no `mqtt` section (or null, false): no MQTT", json_schema_extra=or_false
+    )
     snapshots: Annotated[SnapshotSettings, SectionInput] = section(
         SnapshotSettings, "the best snapshot of each object, kept under a budget"
+    )
+    cameras: CameraList = Field(
+        default_factory=list,
+        description="several cameras, one model: a list of `name`, `source` and any of the per-camera keys "
+        "(`score_threshold` ... `motion` above), whose top-level values are every camera's defaults (sections "
+        "merged key by key, lists replaced); empty: one camera from `name` and `source`",
     )
 
     @model_validator(mode="before")
     @classmethod
-    def _mqtt_client_id(cls, data: Any) -> Any:
-        """``mqtt.client_id`` defaults to ``edgedet-<name>``."""
-        if isinstance(data, Mapping) and isinstance(data.get("mqtt"), Mapping) and "client_id" not in data["mqtt"]:
+    def _defaults(cls, data: Any) -> Any:
+        """``mqtt.client_id`` defaults to ``edgedet-<name>`` (with ``cameras``: per camera, in the daemon);
+        every camera entry starts from the top-level per-camera keys."""
+        if not isinstance(data, Mapping):
+            return data
+        cameras = data.get("cameras")
+        if cameras and isinstance(cameras, Sequence) and not isinstance(cameras, (str, bytes)):
+            shared = {k: data[k] for k in CameraSettings.model_fields if k in data}
+            merged = [deep_merge(shared, c) if isinstance(c, Mapping) else c for c in cameras]
+            data = {**data, "cameras": merged}
+        elif isinstance(data.get("mqtt"), Mapping) and "client_id" not in data["mqtt"]:
             name = data.get("name", "camera")
             data = {**data, "mqtt": {**data["mqtt"], "client_id": f"edgedet-{name}"}}
         return data
 
-    @field_validator("source")
-    @classmethod
-    def _gstreamer(cls, source: str) -> str:
-        if "!" in source and "appsink" not in source:
-            raise ValueError("a GStreamer pipeline must end in '! appsink' (OpenCV reads frames from it)")
-        return source
+    @model_validator(mode="after")
+    def _source_or_cameras(self) -> DaemonConfig:
+        if not self.cameras:
+            if self.source is None and "source" in self.model_fields_set:
+                raise ConfigKeyError("source", "expected a non-empty string, got null")
+            if self.source is None:
+                raise ConfigKeyError("source", "required (or a `cameras` list)")
+        elif self.source is not None:
+            raise ConfigKeyError("source", "with `cameras`, give each camera its own source there")
+        elif self.name != _Shared.model_fields["name"].default:
+            raise ConfigKeyError("name", "with `cameras`, give each camera its own name there")
+        return self
+
+    def camera_configs(self) -> list[CameraConfig]:
+        """Every camera's settings: the ``cameras`` entries, or one camera from the top-level keys."""
+        if self.cameras:
+            return list(self.cameras)
+        values = {key: getattr(self, key) for key in CameraSettings.model_fields}
+        return [CameraConfig.model_construct(name=self.name, source=self.source, **values)]
 
 
 def parse_http_address(value: str) -> tuple[str | None, int]:

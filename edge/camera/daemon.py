@@ -1,14 +1,19 @@
-"""``edgedet camera``: the on-device camera daemon.
+"""``edgedet camera``: the on-device camera daemon: one model, one or several cameras.
 
 Data path, one module per step: :mod:`edgedet.edge.camera.sources` (camera, pipeline, stream, file, folder) ->
-:mod:`edgedet.edge.camera.capture` (a thread keeping only the newest frame, reconnecting with backoff) ->
-``runtime.detector.Detector`` (``runtime.preprocess`` -> ``runtime.backends`` -> ``runtime.decoders`` with NMS)
--> ``camera.scene`` (filters and masks, the tracker, zones, object events; before the detector, the motion
-gate that lets the model sleep on a static scene) -> ``camera.sinks`` (JSON-lines file or stdout, MQTT)
-and ``camera.latest_result`` -> ``camera.http`` (``/healthz``, ``/metrics``, ``/detections``,
-``/snapshot.jpg``, ``/stream.mjpg``, ``/events``), with :mod:`edgedet.edge.camera.metrics` counting
-everything. Per-frame detection events (``camera.events``) still go to the events file; MQTT carries object
-events unless ``mqtt.detections`` is set.
+:mod:`edgedet.edge.camera.capture` (a thread per camera keeping only its newest frame, reconnecting with
+backoff) -> ``runtime.detector.Detector`` (``runtime.preprocess`` -> ``runtime.backends`` ->
+``runtime.decoders`` with NMS; one backend session for every camera) -> ``camera.scene`` (filters and masks,
+the tracker, zones, object events; before the detector, the motion gate that lets the model sleep on a
+static scene) -> ``camera.sinks`` (JSON-lines file or stdout, MQTT) and ``camera.latest_result`` ->
+``camera.http`` (``/healthz``, ``/metrics``, ``/cameras``, ``/detections``, ``/snapshot.jpg``,
+``/stream.mjpg``, ``/events``), with :mod:`edgedet.edge.camera.metrics` counting everything.
+What is per camera lives in :class:`edgedet.edge.camera.camera.Camera`. Per-frame detection events
+(``camera.events``) still go to the events file; MQTT carries object events unless ``mqtt.detections`` is set.
+
+The detector serves the cameras in turn (round robin over each camera's newest frame: a camera without a
+fresh frame, or held back by its ``max_fps``, is skipped that turn; old frames are never queued), so each
+gets its fair share however fast its source is.
 
 The detector runs in the main thread; SIGTERM / SIGINT stop it within two seconds, flushing the events
 file and publishing MQTT ``offline``. Under systemd (``Type=notify``) it reports ``READY=1`` and pings the
@@ -20,44 +25,30 @@ whose outputs do not fit its spec is an error at once. Configuration: :mod:`edge
 from __future__ import annotations
 
 import argparse
-import collections
 import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import disable_created_metrics
 
-from edgedet.edge.camera.capture import Backoff, CaptureThread, Frame, FrameSlot
+from edgedet.edge.camera.camera import Camera, check_source
+from edgedet.edge.camera.capture import CaptureThread, Frame, FrameSlot
 from edgedet.edge.camera.config import DaemonConfig, load_config, parse_http_address
-from edgedet.edge.camera.events import build_event
 from edgedet.edge.camera.http import HttpApp, HttpServer
 from edgedet.edge.camera.latest_result import LatestResult
-from edgedet.edge.camera.metrics import LATENCY_BUCKETS, CounterFunction, Registry
-from edgedet.edge.camera.overlay import draw_tracks, draw_zones
-from edgedet.edge.camera.redact import redact_text
-from edgedet.edge.camera.scene import Scene, SceneUpdate
+from edgedet.edge.camera.metrics import DaemonMetrics
+from edgedet.edge.camera.scene import Scene
 from edgedet.edge.camera.sinks import JsonLinesSink, MqttSink, Sink
 from edgedet.edge.camera.snapshots import SnapshotStore
-from edgedet.edge.camera.sources import (
-    CaptureSource,
-    SourceError,
-    SourceOptions,
-    check_url,
-    gstreamer_available,
-    open_source,
-    redact,
-    source_kind,
-)
+from edgedet.edge.camera.sources import CaptureSource
 from edgedet.edge.camera.systemd import Watchdog, notify
-from edgedet.edge.camera.tracking import Track
-from edgedet.edge.camera.zones import ConfigCheckError, check_labels
 from edgedet.edge.runtime.backends.base import failure_reason
 from edgedet.edge.runtime.detector import Detection, Detector, load_spec
-from edgedet.edge.runtime.draw import draw_detections
 from edgedet.edge.runtime.pipeline import Pipeline
 
 __all__ = ["Daemon", "cli", "config_overrides", "open_detector"]
@@ -65,11 +56,10 @@ __all__ = ["Daemon", "cli", "config_overrides", "open_detector"]
 log = logging.getLogger(__name__)
 
 STATUS_EVERY_S = 60.0
-FPS_WINDOW_S = 5.0
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-# /healthz is 503 when, while frames are captured, none was processed successfully for this long (at least
-# three inference times or max_fps periods), or when failures outnumber successes (MIN_FAILURES or more).
-MIN_FAILURES = 10
+WAIT_S = 0.25  # the detector loop looks at health and the watchdog at least this often
+WORST_FIRST = ("stalled", "failing", "stopping", "ok")
+Opener = Callable[[], CaptureSource]
 
 
 def check_detector(detector: Detector, model: str, spec_key: str | None = None) -> None:
@@ -108,265 +98,134 @@ def open_detector(config: DaemonConfig) -> Detector:
 
 
 class Daemon:
-    """Wires source, detector, sinks and HTTP together; :meth:`start`, then :meth:`run` until
+    """Wires sources, the detector, sinks and HTTP together; :meth:`start`, then :meth:`run` until
     :meth:`stop`, then :meth:`close`."""
 
     def __init__(
         self,
         config: DaemonConfig,
         detector: Detector | None = None,
-        opener: Callable[[], CaptureSource] | None = None,
+        opener: Opener | Mapping[str, Opener] | None = None,
         *,
         processing_window_s: float | None = None,
         http_options: dict[str, Any] | None = None,
     ) -> None:
         """``detector``: instead of the config's model (not tried on a blank frame); ``opener``: what the
-        capture thread opens instead of ``config.source`` (tests and benchmarks); ``processing_window_s``:
-        see :meth:`health`; ``http_options``: keyword arguments for
+        capture thread opens instead of the source (tests and benchmarks), for every camera or by camera
+        name; ``processing_window_s``: see :meth:`health`; ``http_options``: keyword arguments for
         :class:`~edgedet.edge.camera.http.HttpServer` (``max_connections``, ``request_timeout_s``...)."""
         self.config = config
-        self.source = redact(config.source)
-        kind = source_kind(config.source)
-        if kind == "gstreamer" and not gstreamer_available():
-            raise ValueError(
-                "source: a GStreamer pipeline needs OpenCV built with GStreamer, and this one is not (the pip "
-                "wheel never is); use the system python3-opencv, see deploy/README.md"
-            )
-        if kind == "url" and opener is None:
-            try:
-                check_url(str(config.source).strip())
-            except SourceError as exc:
-                raise ValueError(f"source: {exc}") from exc
-        self.processing_window_s = config.health_window_s if processing_window_s is None else processing_window_s
+        settings = config.camera_configs()
+        several = bool(config.cameras)
+        keys = [f"cameras.{i}." if several else "" for i in range(len(settings))]
+        openers = dict(opener) if isinstance(opener, Mapping) else {c.name: opener for c in settings}
+        for camera, key in zip(settings, keys, strict=True):
+            check_source(camera.source, f"{key}source", openers.get(camera.name) is not None)
+        window = config.health_window_s if processing_window_s is None else processing_window_s
+        self.processing_window_s = window
         self.http_options = dict(http_options or {})
         self.detector = detector if detector is not None else open_detector(config)
-        labels = tuple(self.detector.labels)
-        try:
-            config.filters.check_labels(labels)
-            check_labels(config.zones, labels, "zones")
-            check_labels(config.masks, labels, "masks")
-        except ConfigCheckError as exc:
-            raise ValueError(str(exc)) from exc
         self.snapshots = SnapshotStore(config.snapshots, live=self._live_event_ids) if config.snapshots.dir else None
-        self.scene = Scene(
-            config.name,
-            labels,
-            tracking=config.tracking,
-            objects=config.objects,
-            filters=config.filters,
-            zones=config.zones,
-            masks=config.masks,
-            motion=config.motion,
-            snapshot=self._snapshot if self.snapshots is not None else None,
-        )
-        self._source_epoch = (0, 0)  # (reconnects, loops) of the capture: a change ends every object
-        self._last_extra: Any = None
         self.stopping = threading.Event()
-        self.slot = FrameSlot()
-        options = SourceOptions(config.capture_width, config.capture_height, config.source_fps)
-        self.capture = CaptureThread(
-            opener or (lambda: open_source(config.source, options)),
-            self.slot,
-            loop=config.loop,
-            pace_fps=config.source_fps,
-            backoff=Backoff(config.reconnect.initial_s, config.reconnect.max_s),
-        )
-        self.results = LatestResult(config.http.jpeg_quality, overlay=self._overlay)
-        self.sinks: list[Sink] = []
+        self.wake = threading.Event()  # set by every camera's new frame (and by stop)
+        run = int(time.time())
+        self.cameras = [
+            Camera(
+                camera,
+                config,
+                self.detector,
+                key=key,
+                wake=self.wake,
+                opener=openers.get(camera.name),
+                snapshots=self.snapshots,
+                run_id=f"{camera.name}-{run}" if several else None,  # event ids unique across cameras
+                processing_window_s=window,
+            )
+            for camera, key in zip(settings, keys, strict=True)
+        ]
         self.events_sink: JsonLinesSink | None = None
-        self.mqtt: MqttSink | None = None
+        self.sinks: list[Sink] = []
         self.http: HttpServer | None = None
+        self.clip_file: Callable[[str], Path | None] | None = None  # /events/<id>/clip.mp4 (set before start)
         self.started = time.monotonic()
         self.heartbeat = time.monotonic()
-        self.processed = 0
-        self._last_frame_time = 0.0
-        self._recent: collections.deque[float] = collections.deque(maxlen=1024)  # monotonic times, for fps
-        self._failures = 0
-        self._last_failure: str | None = None
-        self._last_ok = time.monotonic()  # the last frame processed successfully (or the start)
-        self._captured_at_ok = 0  # capture.captured then
-        self._outcomes: collections.deque[list[int]] = collections.deque(maxlen=300)  # [second, ok, failed]
-        self._build_metrics()
+        self._turn = 0  # the camera whose turn is next
+        self._metrics = DaemonMetrics(self)
+        self.metrics = self._metrics.registry
+        for camera in self.cameras:
+            camera.series = self._metrics.series(camera.name)
 
-    # ------------------------------------------------------------------------------------------- metrics
+    # -------------------------------------------------- the single camera's parts (tests, benchmarks)
 
-    def _build_metrics(self) -> None:
-        r = self.metrics = Registry()
-        cap, slot = self.capture, self.slot
-        CounterFunction("edgedet_frames_captured_total", "Frames read from the source.", lambda: cap.captured, r)
-        self.m_processed = Counter("edgedet_frames_processed_total", "Frames run through the detector.", registry=r)
-        CounterFunction(
-            "edgedet_frames_dropped_total",
-            "Frames replaced by a newer one before the detector took them.",
-            lambda: slot.dropped,
-            r,
-        )
-        CounterFunction(
-            "edgedet_source_reconnects_total",
-            "Attempts to re-open the source after it failed.",
-            lambda: cap.reconnects,
-            r,
-        )
-        CounterFunction(
-            "edgedet_source_loops_total", "Times a video file or image folder reached its end.", lambda: cap.loops, r
-        )
-        Gauge("edgedet_source_up", "1 while the source delivers frames.", registry=r).set_function(
-            lambda: int(cap.connected)
-        )
-        Gauge("edgedet_fps", f"Frames processed per second over the last {FPS_WINDOW_S:g} s.", registry=r).set_function(
-            self.fps
-        )
-        self.m_latency = Histogram(
-            "edgedet_inference_latency_seconds",
-            "Detector time per frame (pre-processing + inference + decoding).",
-            registry=r,
-            buckets=LATENCY_BUCKETS,
-        )
-        self.m_stage = Histogram(
-            "edgedet_stage_latency_seconds",
-            "Detector time per frame by stage.",
-            ["stage"],
-            registry=r,
-            buckets=LATENCY_BUCKETS,
-        )
-        self.m_detections = Counter("edgedet_detections_total", "Objects detected.", registry=r)
-        self.m_errors = Counter("edgedet_inference_errors_total", "Frames the detector failed on.", registry=r)
-        Gauge(
-            "edgedet_last_frame_timestamp_seconds", "Capture time (Unix) of the newest processed frame.", registry=r
-        ).set_function(lambda: self._last_frame_time)
-        Gauge("edgedet_uptime_seconds", "Seconds since the daemon started.", registry=r).set_function(
-            lambda: time.monotonic() - self.started
-        )
-        CounterFunction(
-            "edgedet_events_written_total",
-            "Events written to the events file.",
-            lambda: self.events_sink.written if self.events_sink else 0,
-            r,
-        )
-        CounterFunction(
-            "edgedet_events_errors_total",
-            "Events the events file could not take.",
-            lambda: self.events_sink.errors if self.events_sink else 0,
-            r,
-        )
-        CounterFunction(
-            "edgedet_mqtt_published_total",
-            "Events handed to the MQTT client.",
-            lambda: self.mqtt.published if self.mqtt else 0,
-            r,
-        )
-        CounterFunction(
-            "edgedet_mqtt_errors_total",
-            "Events not published (broker down, queue full).",
-            lambda: self.mqtt.errors if self.mqtt else 0,
-            r,
-        )
-        Gauge("edgedet_mqtt_connected", "1 while connected to the MQTT broker.", registry=r).set_function(
-            lambda: int(self.mqtt.connected) if self.mqtt else 0
-        )
-        self.m_skipped = Counter(
-            "edgedet_frames_skipped_total",
-            "Frames the motion gate kept from the detector, by reason.",
-            ["reason"],
-            registry=r,
-        )
-        self.m_objects = Counter("edgedet_object_events_total", "Object events by type.", ["type"], registry=r)
-        Gauge("edgedet_objects_active", "Objects being tracked now.", registry=r).set_function(
-            lambda: len(self.scene.objects.live)
-        )
-        CounterFunction(
-            "edgedet_detections_filtered_total",
-            "Detections dropped by the filters and ignore masks.",
-            lambda: self.scene.filtered,
-            r,
-        )
-        CounterFunction(
-            "edgedet_snapshot_errors_total",
-            "Snapshots that could not be written (full or read-only disk).",
-            lambda: self.snapshots.errors if self.snapshots else 0,
-            r,
-        )
+    @property
+    def slot(self) -> FrameSlot:
+        return self.cameras[0].slot
 
-    def fps(self) -> float:
-        now = time.monotonic()
-        times = [t for t in list(self._recent) if now - t <= FPS_WINDOW_S]
-        if len(times) < 2:
-            return 0.0
-        return (len(times) - 1) / max(times[-1] - times[0], 1e-6)
+    @property
+    def capture(self) -> CaptureThread:
+        return self.cameras[0].capture
+
+    @property
+    def scene(self) -> Scene:
+        return self.cameras[0].scene
+
+    @property
+    def results(self) -> LatestResult:
+        return self.cameras[0].results
+
+    @property
+    def mqtt(self) -> MqttSink | None:
+        return self.cameras[0].mqtt
+
+    @property
+    def processed(self) -> int:
+        """Frames processed, all cameras together."""
+        return sum(c.processed for c in self.cameras)
+
+    def process(self, frame: Frame) -> dict[str, Any] | None:
+        """Detect on a frame of the first camera (see :meth:`Camera.process`)."""
+        return self.cameras[0].process(frame)
+
+    def publish(self, frame: Frame, detections: list[Detection]) -> dict[str, Any]:
+        """Publish a detected frame of the first camera (see :meth:`Camera.publish`)."""
+        return self.cameras[0].publish(frame, detections)
 
     # -------------------------------------------------------------------------------------------- health
 
-    def _tally(self, ok: bool) -> None:
-        """Count a frame's outcome in its second (main thread only)."""
-        second = int(time.monotonic())
-        if not self._outcomes or self._outcomes[-1][0] != second:
-            self._outcomes.append([second, 0, 0])
-        self._outcomes[-1][1 if ok else 2] += 1
-
-    def processing_window(self) -> float:
-        """Seconds without a processed frame (while frames are captured) before /healthz says ``failing``."""
-        gap = 1.0 / self.config.max_fps if self.config.max_fps else 0.0
-        return max(self.processing_window_s, 3 * gap, 3 * self.detector.last_timings.total_ms / 1e3)
-
-    def _processing_problem(self) -> str | None:
-        """Why frames are not being processed, or ``None`` when they are (or none are captured)."""
-        now = time.monotonic()
-        window = self.processing_window()
-        since = now - window
-        ok = failed = 0
-        outcomes = self._outcomes  # appended by the detector loop meanwhile: index from the newest end
-        for i in range(1, len(outcomes) + 1):
-            try:
-                second, good, bad = outcomes[-i]
-            except IndexError:
-                break
-            if second + 1 <= since:
-                break
-            ok, failed = ok + good, failed + bad
-        last = f"; the last: {self._last_failure}" if self._last_failure else ""
-        captured = self.capture.captured - self._captured_at_ok
-        idle = now - self._last_ok
-        if captured > 0 and idle > window:
-            return (
-                f"no frame processed successfully for {idle:.0f} s while {captured} were captured "
-                f"({self._failures} inference errors{last})"
-            )
-        if failed >= MIN_FAILURES and failed > ok:
-            return f"inference failed on {failed} of {ok + failed} frames in the last {window:.0f} s{last}"
-        return None
-
     def health(self) -> tuple[bool, dict[str, Any]]:
-        """``(ok, status)``: not ok when the detector loop or the capture thread is stuck (``stalled``, for
-        ``stall_timeout_s``) or when captured frames are not being processed (``failing``: none processed
-        successfully for :meth:`processing_window` seconds, or inference failures outnumber successes);
-        ``reason`` says why."""
-        limit = self.config.stall_timeout_s
+        """``(ok, status)``: ok only while every camera is: not when the detector loop or a capture thread
+        is stuck (``stalled``, for ``stall_timeout_s``) or when a camera's captured frames are not being
+        processed (``failing``: none processed successfully for :meth:`Camera.processing_window` seconds,
+        or inference failures outnumber successes); ``reason`` says why. A camera whose source is away is
+        listed in ``sources_down`` (it reconnects by itself: no reason to restart the daemon). With one
+        camera its fields are at the top level too."""
         loop_age = time.monotonic() - self.heartbeat
-        capture_age = self.capture.stalled_for()
-        reason: str | None = None
-        if self.stopping.is_set():
-            state, reason = "stopping", "the daemon is stopping"
-        elif loop_age >= limit or capture_age >= limit:
-            which = "detector loop" if loop_age >= capture_age else "capture thread"
-            state = "stalled"
-            reason = f"the {which} made no progress for {max(loop_age, capture_age):.0f} s"
+        n = len(self.cameras)
+        limit, stopping = self.config.stall_timeout_s, self.stopping.is_set()
+        cameras = [c.health(loop_age, limit, stopping, n) for c in self.cameras]
+        state = min((c["status"] for c in cameras), key=WORST_FIRST.index)
+        uptime = round(time.monotonic() - self.started, 3)
+        if n == 1:
+            status = {**cameras[0], "uptime_s": uptime}
         else:
-            reason = self._processing_problem()
-            state = "ok" if reason is None else "failing"
-        error = self.capture.last_error
-        status = {
-            "status": state,
-            "reason": reason,
-            "camera": self.config.name,
-            "source": self.source,
-            "source_state": self.capture.state,
-            "source_error": redact_text(error, self.config.source) if error else None,
-            "frames_processed": self.processed,
-            "inference_errors": self._failures,
-            "last_frame_age_s": round(time.time() - self._last_frame_time, 3) if self._last_frame_time else None,
-            "uptime_s": round(time.monotonic() - self.started, 3),
-        }
+            bad = [c for c in cameras if c["status"] != "ok"]
+            status = {
+                "status": state,
+                "reason": "; ".join(f"camera {c['camera']!r}: {c['reason']}" for c in bad) or None,
+                "frames_processed": sum(c["frames_processed"] for c in cameras),
+                "inference_errors": sum(c["inference_errors"] for c in cameras),
+                "uptime_s": uptime,
+            }
+        down = [c["camera"] for c in cameras if c["source_error"] is not None or c["source_state"] == "waiting"]
+        status["sources_down"] = down
+        status["cameras"] = cameras
         return state == "ok", status
+
+    def camera_status(self) -> list[dict[str, Any]]:
+        """``/cameras``: each camera's status, fps, latency and source."""
+        loop_age = time.monotonic() - self.heartbeat
+        limit, stopping, n = self.config.stall_timeout_s, self.stopping.is_set(), len(self.cameras)
+        return [c.summary(c.health(loop_age, limit, stopping, n)) for c in self.cameras]
 
     # ----------------------------------------------------------------------------------------- lifecycle
 
@@ -376,65 +235,75 @@ class Daemon:
         if cfg.events.path:
             self.events_sink = JsonLinesSink(cfg.events.path, cfg.events.max_bytes, cfg.events.backups)
             self.sinks.append(self.events_sink)
-        if cfg.mqtt is not None:
-            self.mqtt = MqttSink(
-                cfg.mqtt, cfg.name, max_queued=cfg.mqtt.max_queued, reconnect_max_s=cfg.reconnect.max_s
-            )
-            self.sinks.append(self.mqtt)
-            labels = list(self.scene.labels)
-            self.mqtt.announce({z.name: list(z.labels or labels) for z in cfg.zones})
-        self._last_ok, self._captured_at_ok = time.monotonic(), self.capture.captured
+        for camera in self.cameras:
+            camera.events_sink = self.events_sink
+            if cfg.mqtt is not None:
+                mqtt = cfg.mqtt
+                if cfg.cameras:  # one connection per camera: each has its own status topic and last will
+                    mqtt = mqtt.model_copy(update={"client_id": f"{mqtt.client_id or 'edgedet'}-{camera.name}"})
+                camera.mqtt = MqttSink(
+                    mqtt, camera.name, max_queued=mqtt.max_queued, reconnect_max_s=camera.config.reconnect.max_s
+                )
+                self.sinks.append(camera.mqtt)
+                labels = list(camera.scene.labels)
+                camera.mqtt.announce({z.name: list(z.labels or labels) for z in camera.config.zones})
         if cfg.http.enabled:
-            app = HttpApp(
-                self.results,
-                self.metrics.render,
-                self.health,
-                self.stopping,
-                token=cfg.http.token,
-                stream_fps=cfg.http.stream_fps,
-                stream_clients=cfg.http.stream_clients,
-                snapshot_file=self.snapshots.path if self.snapshots is not None else None,
-            )
-            try:
-                options = {
-                    "max_connections": cfg.http.max_connections,
-                    "request_timeout_s": cfg.http.request_timeout_s,
-                    "request_queue_size": cfg.http.backlog,
-                    "fd_reserve": cfg.http.fd_reserve,
-                    **self.http_options,  # tests and benches override
-                }
-                self.http = HttpServer(cfg.http.host, cfg.http.port, app, **options)
-            except OSError as exc:
-                raise ValueError(
-                    f"http: cannot listen on {cfg.http.host}:{cfg.http.port} ({exc.strerror or exc})"
-                ) from exc
-            host, port = self.http.address
-            if cfg.http.host not in LOOPBACK and cfg.http.token is None:
-                log.warning("http: listening on %s without a token: anyone on the network can watch", host)
-            self.http.start()
-            log.info("http: serving on http://%s:%s/ (token %s)", host, port, "required" if cfg.http.token else "off")
-        self.capture.start()
-        log.info("camera %r: %s -> %s", cfg.name, self.source, cfg.model)
+            self._start_http()
+        for camera in self.cameras:
+            camera.start()
+            log.info("camera %r: %s -> %s", camera.name, camera.source, cfg.model)
         notify("READY=1")
+
+    def _start_http(self) -> None:
+        cfg = self.config
+        app = HttpApp(
+            {c.name: c.results for c in self.cameras},
+            self.metrics.render,
+            self.health,
+            self.stopping,
+            token=cfg.http.token,
+            stream_fps=cfg.http.stream_fps,
+            stream_clients=cfg.http.stream_clients,
+            snapshot_file=self.snapshots.path if self.snapshots is not None else None,
+            camera_status=self.camera_status,
+            clip_file=self.clip_file,
+        )
+        try:
+            options = {
+                "max_connections": cfg.http.max_connections,
+                "request_timeout_s": cfg.http.request_timeout_s,
+                "request_queue_size": cfg.http.backlog,
+                "fd_reserve": cfg.http.fd_reserve,
+                **self.http_options,  # tests and benches override
+            }
+            self.http = HttpServer(cfg.http.host, cfg.http.port, app, **options)
+        except OSError as exc:
+            raise ValueError(f"http: cannot listen on {cfg.http.host}:{cfg.http.port} ({exc.strerror or exc})") from exc
+        host, port = self.http.address
+        if cfg.http.host not in LOOPBACK and cfg.http.token is None:
+            log.warning("http: listening on %s without a token: anyone on the network can watch", host)
+        self.http.start()
+        log.info("http: serving on http://%s:%s/ (token %s)", host, port, "required" if cfg.http.token else "off")
 
     def stop(self) -> None:
         """Ask :meth:`run` to return (safe from a signal handler)."""
         self.stopping.set()
-        self.capture.stop()
+        self.wake.set()
+        for camera in self.cameras:
+            camera.capture.stop()
 
     def run(self) -> int:
-        """Detect on the newest frame until :meth:`stop`; returns the exit status (0).
+        """Detect on the cameras' newest frames, in turn, until :meth:`stop`; returns the exit status (0).
 
-        With ``pipeline`` (the default) inference runs in its own thread
-        (:class:`~edgedet.edge.runtime.pipeline.Pipeline`)
-        while this loop publishes the previous frame and prepares the next. A frame stays in flight only
-        while the next one arrives within about one inference time; otherwise (a camera slower than the
-        detector) it is finished at once, so pipelining never adds a camera period of latency."""
+        With ``pipeline`` (the default; off when a camera sets ``max_fps``) inference runs in its own thread
+        (:class:`~edgedet.edge.runtime.pipeline.Pipeline`) while this loop publishes the previous frame and
+        prepares the next. A frame stays in flight only while another arrives within about one inference
+        time; otherwise (cameras slower than the detector) it is finished at once, so pipelining never adds a
+        camera period of latency."""
         watchdog = Watchdog()
-        gap = 1.0 / self.config.max_fps if self.config.max_fps else 0.0
-        next_at = 0.0
         next_status = time.monotonic() + STATUS_EVERY_S
-        pipeline = Pipeline(self.detector) if self.config.pipeline and not gap else None
+        pipelined = self.config.pipeline and not any(c.gap for c in self.cameras)
+        pipeline = Pipeline(self.detector) if pipelined else None
         healthy = True
         try:
             while not self.stopping.is_set():
@@ -446,161 +315,105 @@ class Daemon:
                     if ok:
                         log.info("healthy again")
                     else:
-                        log.error("unhealthy: %s%s", status["reason"], self._no_watchdog(watchdog))
+                        log.error(
+                            "unhealthy: %s%s", status["reason"], "; watchdog pings stop" if watchdog.enabled else ""
+                        )
                 if watchdog.enabled and ok:
                     watchdog.ping()
                 if now >= next_status:
                     next_status = now + STATUS_EVERY_S
                     self._log_status()
-                if gap and now < next_at:
-                    self.stopping.wait(min(next_at - now, 0.25))
+                taken = self._next_frame(now + WAIT_S)
+                if taken is None:
                     continue
-                frame = self.slot.take(timeout=0.25)
-                if frame is None:
+                camera, frame = taken
+                camera.check_source_restart()
+                if not camera.gate(frame):
                     continue
-                self._check_source_restart()
-                if not self._gate(frame):
-                    continue
+                camera.scheduled()
                 if pipeline is None:
-                    self.process(frame)
+                    camera.process(frame)
                 else:
-                    self._pipelined(pipeline, frame)
-                if gap:
-                    next_at = max(next_at + gap, time.monotonic() - gap)
+                    self._pipelined(pipeline, camera, frame)
         finally:
             if pipeline is not None:
-                self._guarded(pipeline.flush)
+                self._guarded(pipeline, pipeline.flush)
                 pipeline.close()
         return 0
 
-    def _gate(self, frame: Frame) -> bool:
-        """Does the model run on ``frame``? A skipped frame still shows on the stream, and counts as
-        handled for ``/healthz`` (nothing moved, so nothing was missed)."""
-        decision = self.scene.gate(frame.image, frame.timestamp)
-        if decision.run:
-            return True
-        self.m_skipped.labels(reason=decision.reason).inc()
-        self.scene.skip(frame.timestamp)
-        self._last_ok, self._captured_at_ok = time.monotonic(), self.capture.captured
-        self.results.update(frame, (), self.results.event() or {}, self._last_extra)
-        return False
+    def _next_frame(self, until: float) -> tuple[Camera, Frame] | None:
+        """The newest frame of the next camera in turn that has one and is due (``max_fps``), waiting until
+        the monotonic time ``until`` at most; the turn then passes to the camera after it."""
+        n = len(self.cameras)
+        while not self.stopping.is_set():
+            self.wake.clear()  # before looking: a frame put after this sets it again
+            now = time.monotonic()
+            wake_at = until
+            for k in range(n):
+                camera = self.cameras[(self._turn + k) % n]
+                if not camera.due(now):
+                    wake_at = min(wake_at, camera.next_at)
+                    continue
+                frame = camera.take()
+                if frame is not None:
+                    self._turn = (self._turn + k + 1) % n
+                    return camera, frame
+            if now >= until:
+                return None
+            if any(c.due(now) for c in self.cameras):
+                self.wake.wait(wake_at - now)  # a frame for a camera that is due, or the next one due
+            else:
+                self.stopping.wait(wake_at - now)  # frames now would wait anyway: no wake-up for each
+        return None
 
-    def _check_source_restart(self) -> None:
-        """The source reconnected or a file looped: the objects seen before are gone (``end`` events)."""
-        epoch = (self.capture.reconnects, self.capture.loops)
-        if epoch != self._source_epoch:
-            reason = "source restarted" if epoch[0] != self._source_epoch[0] else "source looped"
-            self._source_epoch = epoch
-            self._emit_objects(self.scene.restart(time.time(), reason), {})
+    def _fresh_within(self, timeout: float) -> bool:
+        """Does a camera that is due have a fresh frame, or get one within ``timeout`` seconds?"""
+        end = time.monotonic() + timeout
+        while True:
+            self.wake.clear()
+            now = time.monotonic()
+            if any(c.due(now) and c.slot.wait_fresh(0) for c in self.cameras):
+                return True
+            if now >= end or self.stopping.is_set():
+                return False
+            self.wake.wait(end - now)
 
-    def _pipelined(self, pipeline: Pipeline, frame: Frame) -> None:
-        """Start ``frame``, publish the one before it; finish ``frame`` too unless the next comes soon."""
-        self._guarded(lambda: pipeline.push(frame.image, frame))
-        wait_s = min(self.detector.last_timings.inference_ms / 1e3 * 1.5, 0.25)
-        if pipeline.in_flight and not self.slot.wait_fresh(wait_s):
-            self._guarded(pipeline.flush)
+    def _pipelined(self, pipeline: Pipeline, camera: Camera, frame: Frame) -> None:
+        """Start ``frame``, publish the one before it; finish ``frame`` too unless another comes soon."""
+        tag = (camera, frame)
+        self._guarded(pipeline, lambda: pipeline.push(frame.image, tag, detector=camera.detector), tag)
+        wait_s = min(camera.detector.last_timings.inference_ms / 1e3 * 1.5, WAIT_S)
+        if pipeline.in_flight and not self._fresh_within(wait_s):
+            self._guarded(pipeline, pipeline.flush)
 
-    def _guarded(self, step: Callable[[], tuple[Frame, list[Detection]] | None]) -> None:
-        """Run a pipeline step and publish what it finished; a failure is counted, never fatal."""
+    def _guarded(
+        self,
+        pipeline: Pipeline,
+        step: Callable[[], tuple[tuple[Camera, Frame], list[Detection]] | None],
+        pushed: tuple[Camera, Frame] | None = None,
+    ) -> None:
+        """Run a pipeline step and publish what it finished; a failure is counted for the camera whose
+        frame failed (the one pushed when it could not be prepared, else the one collected), never fatal."""
+        before = pipeline.pending_tag
         try:
             done = step()
         except Exception as exc:  # one bad frame or a runtime hiccup must not end the daemon
-            self._failed(exc, "a frame")
+            failed = pushed if pushed is not None and pipeline.pending_tag is not pushed else before
+            if failed is not None:
+                failed[0].failed(exc, "a frame")
             return
         if done is not None:
-            self.publish(*done)
-
-    @staticmethod
-    def _no_watchdog(watchdog: Watchdog) -> str:
-        return "; watchdog pings stop" if watchdog.enabled else ""
-
-    def _failed(self, exc: Exception, what: str) -> None:
-        self.m_errors.inc()
-        self._failures += 1
-        self._last_failure = failure_reason(exc, limit=200)
-        self._tally(False)
-        if self._failures <= 3 or self._failures % 100 == 0:
-            log.error("detector failed on %s (%d so far): %s", what, self._failures, exc)
-
-    def process(self, frame: Frame) -> dict[str, Any] | None:
-        """Detect on ``frame``, update metrics and the latest result, emit the event; the event."""
-        try:
-            detections = self.detector.detect(frame.image)
-        except Exception as exc:  # one bad frame or a runtime hiccup must not end the daemon
-            self._failed(exc, f"frame {frame.index}")
-            return None
-        return self.publish(frame, detections)
-
-    def publish(self, frame: Frame, detections: list[Detection]) -> dict[str, Any]:
-        """Metrics, the latest result and the event for a detected frame (timings: the detector's last)."""
-        timings = self.detector.last_timings
-        self.m_processed.inc()
-        self.m_latency.observe(timings.total_ms / 1e3)
-        self.m_stage.labels(stage="preprocess").observe(timings.preprocess_ms / 1e3)
-        self.m_stage.labels(stage="inference").observe(timings.inference_ms / 1e3)
-        self.m_stage.labels(stage="decode").observe(timings.decode_ms / 1e3)
-        update = self.scene.observe(frame.image, detections, frame.timestamp)
-        detections = update.detections
-        self.m_detections.inc(len(detections))
-        self.processed += 1
-        self._last_frame_time = frame.timestamp
-        self._recent.append(time.monotonic())
-        self._last_ok, self._captured_at_ok = time.monotonic(), self.capture.captured
-        self._tally(True)
-        event = build_event(self.config.name, self.source, frame, detections, timings)
-        self._last_extra = update
-        self.results.update(frame, detections, event, update)
-        if detections or self.config.events.include_empty:
-            if self.events_sink is not None and self.config.events.detections:
-                self.events_sink.emit(event)
-            if self.mqtt is not None:
-                self.mqtt.emit(event)  # published only with mqtt.detections
-        self._emit_objects(update.events, update.changed)
-        return event
-
-    def _emit_objects(self, events: list[dict[str, Any]], changed: dict[tuple[str, str], int]) -> None:
-        """Object events to ``/events``, the events file and MQTT; changed zone counts to MQTT (retained)."""
-        if events:
-            self.results.add_events(events)
-            for e in events:
-                self.m_objects.labels(type=e["type"]).inc()
-                if self.events_sink is not None and self.config.events.objects:
-                    self.events_sink.emit(e)
-                if self.mqtt is not None:
-                    self.mqtt.emit(e)
-        if self.mqtt is not None:
-            for (zone, label), n in changed.items():
-                self.mqtt.retain(f"{zone}/{label}", str(n))
-
-    # ------------------------------------------------------------------------------- drawing, snapshots
-
-    def _overlay(self, image: np.ndarray, detections: Any, extra: Any) -> np.ndarray:
-        """The annotated frame of ``/snapshot.jpg`` and the stream: zones, then tracks with their IDs (or
-        plain boxes without tracking)."""
-        if not isinstance(extra, SceneUpdate) or self.scene.tracker is None:
-            return draw_detections(image, detections)
-        out = image
-        if self.scene.zones is not None and (self.scene.zones.zones or self.scene.zones.masks):
-            out = draw_zones(image, self.scene.zones, extra.counts)
-        tracks = {track.id: det for track, det in extra.tracks}
-        return draw_tracks(out, tracks, self.scene.labels, copy=out is image)
-
-    def _snapshot(self, event_id: str, image: np.ndarray, track: Track) -> str | None:
-        label = self.scene.labels[track.class_id] if 0 <= track.class_id < len(self.scene.labels) else ""
-        det = Detection(tuple(float(v) for v in track.box), float(track.score), int(track.class_id), label)
-        annotated = draw_tracks(image, {track.id: det}, self.scene.labels)
-        assert self.snapshots is not None
-        ok = self.snapshots.save(event_id, annotated, track.box, label, crop_from=image)
-        return f"/events/{event_id}/snapshot.jpg" if ok else None
+            (camera, frame), detections = done
+            camera.publish(frame, detections, camera.detector.last_timings)
 
     def _live_event_ids(self) -> set[str]:
-        return {life.event_id for life in self.scene.objects.live.values()}
+        return set().union(*(c.live_event_ids() for c in self.cameras))
 
     def _log_status(self) -> None:
-        text = (
-            f"{self.processed} frames ({self.fps():.1f} fps), {self.slot.dropped} dropped, "
-            f"{self.capture.reconnects} reconnects, source {self.capture.state}"
-        )
+        if len(self.cameras) == 1:
+            text = self.cameras[0].status_line()
+        else:
+            text = "; ".join(f"{c.name}: {c.status_line()}" for c in self.cameras)
         log.info("status: %s", text)
         notify(f"STATUS={text}")
 
@@ -610,9 +423,9 @@ class Daemon:
         notify("STOPPING=1")
         if self.http is not None:
             self.http.close()
-        if self.capture.is_alive():
-            self.capture.join(timeout=0.5)  # a read stuck in a driver is left behind (daemon thread)
-        self._emit_objects(self.scene.restart(time.time(), "stopped"), {})
+        deadline = time.monotonic() + 0.5  # for the capture threads, together
+        for camera in self.cameras:
+            camera.close(max(deadline - time.monotonic(), 0.0))
         for sink in self.sinks:
             sink.close()
         log.info("stopped after %d frames", self.processed)

@@ -1,19 +1,26 @@
 """The daemon's HTTP endpoints (stdlib ``ThreadingHTTPServer``, one thread per connection).
 
-* ``GET /healthz`` — JSON status; 200 while the capture and detector threads make progress, 503 when one
-  has been stuck for ``stall_timeout_s``. Always open, even with a token: it reveals only liveness and
-  load balancers / container health checks rarely carry secrets.
+* ``GET /healthz`` — JSON status; 200 while every camera is ok, 503 when the detector or a capture thread
+  has been stuck for ``stall_timeout_s`` or a camera's frames are not processed (``cameras`` lists each).
+  Always open, even with a token: it reveals only liveness and load balancers / container health checks
+  rarely carry secrets.
+* ``GET /`` (and ``/index.html``) — the web page (``web/index.html`` beside this module), also open: it
+  holds no data, asks for the token and sends it as ``Authorization: Bearer`` on its own requests.
 * ``GET /metrics`` — Prometheus text format.
-* ``GET /detections`` — the newest event as JSON (503 before the first frame).
-* ``GET /snapshot.jpg`` — the newest frame, annotated (503 before the first frame).
-* ``GET /stream.mjpg`` — ``multipart/x-mixed-replace`` MJPEG of annotated frames, at most
+* ``GET /cameras`` — ``{"cameras": [{"name", "status", "reason", "fps", "latency_ms", ...}]}``.
+* ``GET /cameras/<name>/detections`` — the camera's newest event as JSON (503 before the first frame).
+* ``GET /cameras/<name>/snapshot.jpg`` — its newest frame, annotated (503 before the first frame).
+* ``GET /cameras/<name>/stream.mjpg`` — ``multipart/x-mixed-replace`` MJPEG of annotated frames, at most
   ``http.stream_fps`` per client and ``http.stream_clients`` clients (503 beyond).
-* ``GET /events[?limit=N]`` — the recent object events (``new``, ``update``, ``end``, ``enter``, ``exit``),
-  oldest first, the same JSON as the events file and MQTT.
+* ``GET /detections``, ``/snapshot.jpg``, ``/stream.mjpg`` — the same, while there is exactly one camera.
+* ``GET /events[?camera=NAME][&limit=N]`` — the recent object events (``new``, ``update``, ``end``,
+  ``enter``, ``exit``), oldest first, the same JSON as the events file and MQTT.
 * ``GET /events/<id>/snapshot.jpg[?crop=1]`` — the best snapshot of an object (404 when there is none).
+* ``GET /events/<id>/clip.mp4`` — the clip of an object, where clips are kept (404 when there is none).
 
-With ``http.token`` every endpoint except ``/healthz`` needs ``Authorization: Bearer <token>`` (401
-otherwise). The server binds ``127.0.0.1`` unless configured otherwise.
+An unknown camera is a 404 naming it. With ``http.token`` every endpoint except ``/healthz`` and the page
+needs ``Authorization: Bearer <token>`` (401 otherwise). The server binds ``127.0.0.1`` unless
+configured otherwise.
 
 No client can take the daemon down (the camera, the detector, the watchdog):
 
@@ -35,17 +42,20 @@ import hmac
 import io
 import json
 import logging
+import mimetypes
 import os
+import re
+import shutil
 import socket
 import socketserver
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from edgedet.edge.camera.latest_result import LatestResult
 from edgedet.edge.camera.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -61,9 +71,15 @@ __all__ = ["ENDPOINTS", "HttpApp", "HttpServer"]
 log = logging.getLogger(__name__)
 
 ENDPOINTS = (
-    "/healthz", "/metrics", "/detections", "/snapshot.jpg", "/stream.mjpg", "/events", "/events/<id>/snapshot.jpg"
+    "/healthz", "/metrics", "/cameras", "/cameras/<name>/detections", "/cameras/<name>/snapshot.jpg",
+    "/cameras/<name>/stream.mjpg", "/detections", "/snapshot.jpg", "/stream.mjpg", "/events",
+    "/events/<id>/snapshot.jpg", "/events/<id>/clip.mp4",
 )  # fmt: skip
+CAMERA_PATHS = ("/detections", "/snapshot.jpg", "/stream.mjpg")  # under /cameras/<name>, or alone with one camera
 BOUNDARY = "frame"
+PAGE = Path(__file__).with_name("web") / "index.html"
+EVENT_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
+PAGE_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
 
 MAX_CONNECTIONS = 64  # connections served at once (one thread each); more get 503
 REQUEST_TIMEOUT_S = 10.0  # the request line and headers must all arrive within this
@@ -124,9 +140,9 @@ class _DeadlineReader(io.RawIOBase):
 
 @dataclass
 class HttpApp:
-    """What the endpoints serve."""
+    """What the endpoints serve. ``results``: each camera's by name (or one camera's alone)."""
 
-    results: LatestResult
+    results: Mapping[str, LatestResult] | LatestResult
     metrics: Callable[[], str]
     health: Callable[[], tuple[bool, dict[str, Any]]]
     stopping: threading.Event
@@ -134,9 +150,39 @@ class HttpApp:
     stream_fps: float = 10.0
     stream_clients: int = 4
     snapshot_file: Callable[[str, bool], Path | None] | None = None  # (event id, crop) -> the JPEG
+    camera_status: Callable[[], list[dict[str, Any]]] | None = None  # /cameras (None: the names only)
+    clip_file: Callable[[str], Path | None] | None = None  # event id -> its clip
+    page: Path | None = PAGE  # GET /; None or a missing file: the plain-text list of endpoints
 
     def __post_init__(self) -> None:
         self.stream_slots = threading.BoundedSemaphore(self.stream_clients)
+        results = self.results
+        self.cameras = dict(results) if isinstance(results, Mapping) else {"camera": results}
+
+    def only(self) -> LatestResult | None:
+        """The one camera's results (``None`` with several)."""
+        return next(iter(self.cameras.values())) if len(self.cameras) == 1 else None
+
+    def unknown(self, name: str) -> str:
+        return f"no camera {name!r} (cameras: {', '.join(self.cameras)})"
+
+    def statuses(self) -> list[dict[str, Any]]:
+        return self.camera_status() if self.camera_status is not None else [{"name": n} for n in self.cameras]
+
+    def events(self, camera: str | None, limit: int) -> list[dict[str, Any]]:
+        """The last ``limit`` object events of ``camera`` (``None``: all cameras, by time), oldest first."""
+        if camera is not None:
+            return self.cameras[camera].events(limit)
+        if len(self.cameras) == 1:
+            return next(iter(self.cameras.values())).events(limit)
+        merged = [e for results in self.cameras.values() for e in results.events(limit)]
+        return sorted(merged, key=lambda e: e.get("timestamp", 0.0))[-limit:]
+
+    def page_html(self) -> bytes | None:
+        try:
+            return self.page.read_bytes() if self.page is not None else None
+        except OSError:
+            return None
 
     def authorized(self, header: str | None) -> bool:
         if self.token is None:
@@ -194,52 +240,53 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         app = self.server.app
-        path = urlsplit(self.path).path
+        url = urlsplit(self.path)
+        path, query = url.path, parse_qs(url.query)
         try:
             if path == "/healthz":
                 ok, status = app.health()
                 self._json(200 if ok else 503, status)
                 return
+            if path in ("/", "/index.html"):
+                page = app.page_html()
+                if page is not None:  # no token needed: the page asks for it
+                    self._send(200, page, "text/html; charset=utf-8", PAGE_HEADERS)
+                    return
             if not app.authorized(self.headers.get("Authorization")):
                 self._json(401, {"error": "unauthorized"}, {"WWW-Authenticate": 'Bearer realm="edgedet"'})
                 return
             if path == "/metrics":
                 self._send(200, app.metrics().encode(), METRICS_CONTENT_TYPE)
-            elif path == "/detections":
-                event = app.results.event()
-                if event is None:
-                    self._json(503, {"error": "no frame processed yet"}, {"Retry-After": "1"})
+            elif path in CAMERA_PATHS:
+                results = app.only()
+                if results is None:
+                    names = ", ".join(app.cameras)
+                    self._json(404, {"error": f"{len(app.cameras)} cameras: use /cameras/<name>{path} ({names})"})
                 else:
-                    self._json(200, event)
-            elif path == "/snapshot.jpg":
-                jpeg = app.results.jpeg()
-                if jpeg is None:
-                    self._json(503, {"error": "no frame processed yet"}, {"Retry-After": "1"})
+                    self._camera(app, results, path)
+            elif path == "/cameras":
+                self._json(200, {"cameras": app.statuses()})
+            elif path.startswith("/cameras/"):
+                name, _, rest = path[len("/cameras/") :].partition("/")
+                name = unquote(name)
+                if name not in app.cameras:
+                    self._json(404, {"error": app.unknown(name)})
+                elif "/" + rest in CAMERA_PATHS:
+                    self._camera(app, app.cameras[name], "/" + rest)
                 else:
-                    self._send(200, jpeg[1], "image/jpeg")
-            elif path == "/stream.mjpg":
-                self._stream(app)
+                    self._json(404, {"error": f"no such endpoint; try {', '.join(ENDPOINTS)}"})
             elif path == "/events":
-                query = parse_qs(urlsplit(self.path).query)
-                try:
-                    limit = int(query.get("limit", ["50"])[0])
-                except ValueError:
-                    self._json(400, {"error": "limit: expected an integer"})
-                    return
-                self._json(200, app.results.events(max(1, min(limit, 1000))))
+                self._events(app, query)
             elif path.startswith("/events/") and path.endswith("/snapshot.jpg"):
                 event_id = path[len("/events/") : -len("/snapshot.jpg")]
-                crop = parse_qs(urlsplit(self.path).query).get("crop", ["0"])[0] in ("1", "true")
+                crop = query.get("crop", ["0"])[0] in ("1", "true")
                 file = app.snapshot_file(event_id, crop) if app.snapshot_file is not None else None
-                if file is None:
-                    self._json(404, {"error": f"no snapshot of event {event_id!r}"})
-                else:
-                    try:
-                        data = file.read_bytes()
-                    except OSError:  # pruned meanwhile
-                        self._json(404, {"error": f"no snapshot of event {event_id!r}"})
-                        return
-                    self._send(200, data, "image/jpeg")
+                self._file(file, "image/jpeg", f"no snapshot of event {event_id!r}")
+            elif path.startswith("/events/") and path.endswith("/clip.mp4"):
+                event_id = path[len("/events/") : -len("/clip.mp4")]
+                ok = app.clip_file is not None and EVENT_ID.match(event_id)
+                file = app.clip_file(event_id) if ok and app.clip_file is not None else None
+                self._file(file, None, f"no clip of event {event_id!r}")
             elif path == "/":
                 self._send(200, ("edgedet camera daemon: " + " ".join(ENDPOINTS) + "\n").encode(), "text/plain")
             else:
@@ -247,7 +294,50 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             pass  # the client went away
 
-    def _stream(self, app: HttpApp) -> None:
+    def _camera(self, app: HttpApp, results: LatestResult, path: str) -> None:
+        """A camera's ``/detections``, ``/snapshot.jpg`` or ``/stream.mjpg``."""
+        if path == "/stream.mjpg":
+            self._stream(app, results)
+            return
+        latest: Any = results.event() if path == "/detections" else results.jpeg()
+        if latest is None:
+            self._json(503, {"error": "no frame processed yet"}, {"Retry-After": "1"})
+        elif path == "/detections":
+            self._json(200, latest)
+        else:
+            self._send(200, latest[1], "image/jpeg")
+
+    def _events(self, app: HttpApp, query: dict[str, list[str]]) -> None:
+        try:
+            limit = int(query.get("limit", ["50"])[0])
+        except ValueError:
+            self._json(400, {"error": "limit: expected an integer"})
+            return
+        camera = query.get("camera", [None])[0]
+        if camera is not None and camera not in app.cameras:
+            self._json(404, {"error": app.unknown(camera)})
+            return
+        self._json(200, app.events(camera, max(1, min(limit, 1000))))
+
+    def _file(self, file: Path | None, content_type: str | None, missing: str) -> None:
+        """Send ``file`` in chunks (404 ``missing`` when there is none, or it went meanwhile)."""
+        try:
+            if file is None:
+                raise FileNotFoundError(missing)
+            f = open(file, "rb")  # closed by the with block below
+        except OSError:  # none, or pruned meanwhile
+            self._json(404, {"error": missing})
+            return
+        with f:
+            kind = content_type or mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(os.fstat(f.fileno()).st_size))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            shutil.copyfileobj(f, self.wfile, 65536)
+
+    def _stream(self, app: HttpApp, results: LatestResult) -> None:
         if not app.stream_slots.acquire(blocking=False):
             self._json(503, {"error": f"too many stream clients (http.stream_clients = {app.stream_clients})"})
             return
@@ -264,9 +354,9 @@ class _Handler(BaseHTTPRequestHandler):
                 wait = next_at - time.monotonic()
                 if wait > 0 and app.stopping.wait(wait):
                     break
-                if app.results.wait_newer(sent, timeout=0.5) in (None, sent):
+                if results.wait_newer(sent, timeout=0.5) in (None, sent):
                     continue
-                jpeg = app.results.jpeg()
+                jpeg = results.jpeg()
                 if jpeg is None:
                     continue
                 sent, data = jpeg

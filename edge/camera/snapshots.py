@@ -13,7 +13,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,10 +24,39 @@ from pydantic import Field
 from edgedet.edge.runtime.output_paths import write_bytes_atomic
 from edgedet.edge.runtime.settings import Int, NonEmptyText, Number, StrictModel
 
-__all__ = ["SnapshotSettings", "SnapshotStore"]
+__all__ = ["SnapshotSettings", "SnapshotStore", "prune_files"]
 
 log = logging.getLogger(__name__)
 _ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def prune_files(
+    files: Iterable[Path], max_bytes: int, max_age_s: float, now: float, keep: Callable[[Path], bool]
+) -> list[Path]:
+    """Delete from ``files`` the oldest first (by modification time) while the total is over ``max_bytes``,
+    and those older than ``max_age_s`` (0: no limit for either), never one that ``keep(path)`` holds (kept
+    files still count in the total); the files deleted. Shared by snapshots and event clips."""
+    stats = []
+    for path in files:
+        try:
+            stats.append((path, path.stat()))
+        except OSError:  # gone meanwhile
+            continue
+    stats.sort(key=lambda item: item[1].st_mtime)
+    total = sum(st.st_size for _, st in stats)
+    deleted = []
+    for path, st in stats:
+        too_old = max_age_s and now - st.st_mtime > max_age_s
+        too_big = max_bytes and total > max_bytes
+        if not (too_old or too_big) or keep(path):
+            continue
+        try:
+            path.unlink()
+        except OSError:
+            continue
+        total -= st.st_size
+        deleted.append(path)
+    return deleted
 
 
 class SnapshotSettings(StrictModel):
@@ -116,23 +145,10 @@ class SnapshotStore:
         s = self.settings
         with self._lock:
             try:
-                files = [(p, p.stat()) for p in self.dir.glob("*.jpg")]
+                files = list(self.dir.glob("*.jpg"))
             except OSError:
                 return []
-            keep = {str(i) for i in self.live()} | set(keep)
-            files.sort(key=lambda item: item[1].st_mtime)
-            total = sum(st.st_size for _, st in files)
-            deleted = []
-            for path, st in files:
-                event_id = path.stem.removesuffix("-crop")
-                too_old = s.max_age_s and now - st.st_mtime > s.max_age_s
-                too_big = s.max_bytes and total > s.max_bytes
-                if not (too_old or too_big) or event_id in keep:
-                    continue
-                try:
-                    path.unlink()
-                except OSError:
-                    continue
-                total -= st.st_size
-                deleted.append(path)
-            return deleted
+            kept = {str(i) for i in self.live()} | set(keep)
+            return prune_files(
+                files, s.max_bytes, s.max_age_s, now, keep=lambda path: path.stem.removesuffix("-crop") in kept
+            )
