@@ -53,7 +53,26 @@ DAEMON_METRICS = {
     "edgedet_objects_active": ("gauge", CAMERA, "Objects being tracked now."),
     "edgedet_detections_filtered": ("counter", CAMERA, "Detections dropped by the filters and ignore masks."),
     "edgedet_snapshot_errors": ("counter", set(), "Snapshots that could not be written (full or read-only disk)."),
+    # added with event clips: a series only for the cameras that record clips
+    "edgedet_clips_written": ("counter", CAMERA, "Event clips written (finished and named)."),
+    "edgedet_clips_failed": (
+        "counter",
+        CAMERA,
+        "Event clips stopped by an error (full or read-only disk); their partial files removed.",
+    ),
+    "edgedet_clips_skipped": ("counter", CAMERA, "Objects without a clip: clips.max_concurrent were being written."),
+    "edgedet_clip_frames_dropped": ("counter", CAMERA, "Frames the clip writer could not take (its queue was full)."),
+    "edgedet_clip_errors": ("counter", CAMERA, "Clip writer errors of any kind (logged)."),
+    "edgedet_clips_recording": ("gauge", CAMERA, "Event clips being written now."),
+    "edgedet_clip_buffer_bytes": ("gauge", CAMERA, "JPEG bytes held by the pre-roll buffer."),
+    "edgedet_clip_buffer_frames": ("gauge", CAMERA, "Frames held by the pre-roll buffer."),
+    "edgedet_clip_frames_queued": (
+        "gauge",
+        CAMERA,
+        "Frames waiting for the clip writer (queued, and behind a pre-roll being written).",
+    ),
 }
+CLIP_METRICS = {name for name in DAEMON_METRICS if name.startswith("edgedet_clip")}
 # Added by the library's ProcessCollector (Linux only: it reads /proc) and PlatformCollector.
 PROCESS_METRICS = {
     "process_virtual_memory_bytes": "gauge",
@@ -72,8 +91,8 @@ class FakeDetector:
     last_timings = StageTimings(1.0, 2.0, 0.5)
 
 
-def make_daemon(tmp_path) -> Daemon:
-    overrides = {"model": "unused.onnx", "source": str(tmp_path / "video.avi"), "http.enabled": False}
+def make_daemon(tmp_path, **extra) -> Daemon:
+    overrides = {"model": "unused.onnx", "source": str(tmp_path / "video.avi"), "http.enabled": False, **extra}
     return Daemon(load_config(None, overrides), detector=FakeDetector())
 
 
@@ -129,6 +148,24 @@ def test_daemon_metrics_keep_names_types_labels_and_help(tmp_path, as_the_cli):
         if s.name.endswith("_bucket") and s.labels["stage"] == "inference"
     }
     assert stage_inference["0.001"] == 0 and stage_inference["0.0025"] == 5  # 2 ms each
+
+
+def test_clip_series_only_for_a_camera_with_clips(tmp_path, as_the_cli):
+    without = families(make_daemon(tmp_path))
+    assert all(without[name].samples == [] for name in CLIP_METRICS)  # declared, no series
+    daemon = make_daemon(tmp_path, **{"clips.enabled": True, "clips.dir": str(tmp_path / "clips")})
+    recorder = daemon.cameras[0].open_clips()
+    try:
+        publish(daemon, 3)
+        assert recorder is not None and recorder.flush(5.0)
+        found = families(daemon)
+        for name in CLIP_METRICS:
+            (sample,) = found[name].samples  # its type and help are checked above
+            assert sample.labels == {"camera": "camera"}, name
+        assert found["edgedet_clip_buffer_frames"].samples[0].value == 3
+        assert found["edgedet_clip_buffer_bytes"].samples[0].value == recorder.bytes_buffered > 0
+    finally:
+        daemon.close()
 
 
 def test_computed_metrics_are_read_at_scrape_time(tmp_path):

@@ -335,3 +335,23 @@ def test_load_checkpoint_names_keys_that_do_not_fit(tmp_path, saved):
         ValueError, match=r"missing keys: regression_headers\.3\.bias; unexpected keys: extra_layer\.weight"
     ):
         load_checkpoint(odd)
+
+
+def test_a_centernet_starts_from_a_trained_ssds_backbone(tmp_path):
+    """``model.init_backbone``: the backbone tensors are copied exactly, the heads keep their own init;
+    a backbone of another width is refused, naming the tensor."""
+    from edgedet.training.train import load_backbone
+
+    torch.manual_seed(0)
+    ssd = build_model(ssd_spec(base=16))
+    path = save_checkpoint(tmp_path / "ssd.pt", ssd, ssd_spec(base=16), epoch=1)
+    torch.manual_seed(1)
+    cn = build_model(centernet_spec(base=16))
+    heads_before = {k: v.clone() for k, v in cn.state_dict().items() if not k.startswith("base_net.")}
+    load_backbone(cn, str(path))
+    after = cn.state_dict()
+    backbone = [k for k in after if k.startswith("base_net.")]
+    assert backbone and all(torch.equal(after[k], ssd.state_dict()[k]) for k in backbone)
+    assert all(torch.equal(after[k], v) for k, v in heads_before.items())
+    with pytest.raises(ValueError, match=r"init_backbone: .*base_net\..* is shape"):
+        load_backbone(build_model(centernet_spec(base=8)), str(path))

@@ -61,6 +61,11 @@ class ModelSection(StrictModel):
     iou_threshold: ZeroToOne = Field(0.45, description="NMS IoU threshold of the spec")
     top_k: Annotated[Int, Field(ge=1)] = Field(100, description="most detections per image")
     init: Text = Field("", description="checkpoint to start from (weights only); empty: from scratch")
+    init_backbone: Text = Field(
+        "",
+        description="checkpoint whose backbone starts this model's (any head, same `base_channel`), e.g. a "
+        "trained SSD's for a CenterNet; the heads start fresh. Empty: none",
+    )
 
     @field_validator("priors")
     @classmethod

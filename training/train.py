@@ -361,7 +361,26 @@ def _build_model(
     if config["model"]["init"]:
         _, _, init = load_checkpoint(config["model"]["init"])
         model.load_state_dict(init["model"])
+    if config["model"]["init_backbone"]:
+        load_backbone(model, config["model"]["init_backbone"])
     return model, spec, _Start()
+
+
+def load_backbone(model: nn.Module, path: str) -> None:
+    """Copy the backbone (``base_net.*``) of the checkpoint at ``path`` into ``model``; every backbone
+    tensor must be there with the same shape (``ValueError`` naming the first that is not)."""
+    _, _, ckpt = load_checkpoint(path)
+    prefix = "base_net."
+    source = {k: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
+    target = {k: v for k, v in model.state_dict().items() if k.startswith(prefix)}
+    for key, value in target.items():
+        if key not in source or source[key].shape != value.shape:
+            found = "missing" if key not in source else f"shape {list(source[key].shape)}"
+            raise ValueError(
+                f"model.init_backbone: {path}: backbone tensor {key} is {found}, this model needs "
+                f"{list(value.shape)} (the same base_channel?)"
+            )
+    model.load_state_dict(source, strict=False)
 
 
 def _build_loop(

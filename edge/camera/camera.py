@@ -7,6 +7,15 @@ fails, while the other cameras go on. The detector loop takes a camera's newest 
 :meth:`Camera.publish`: metrics, the scene (tracks, zones, object events), ``/detections`` and the
 stream, the events file and the camera's MQTT connection. :meth:`Camera.health` says whether its frames
 are being processed.
+
+With ``clips.enabled`` the camera owns a :class:`~edgedet.edge.camera.clips.ClipRecorder` (made at
+:meth:`Camera.start`, finished by :meth:`Camera.close_clips`). Every frame taken from its slot goes to it:
+a frame the motion gate skipped at once, with the last processed frame's boxes; a processed one after
+inference, with its own tracks' boxes, so the boxes on a clip match its frames (pipelined, a frame
+skipped right after one still in flight reaches the recorder first; the older one is then left out of
+the clip); one the detector failed on, without boxes. Every object event goes to the recorder before it
+is sent, so that the event can carry ``clip`` (the URL path of its clip, or null). With several cameras
+(``cameras:``) each camera writes into ``<clips.dir>/<camera name>/``.
 """
 
 from __future__ import annotations
@@ -17,11 +26,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from edgedet.edge.camera.capture import Backoff, CaptureThread, Frame, FrameSlot
+from edgedet.edge.camera.clips import ClipRecorder, ClipSettings
 from edgedet.edge.camera.config import CameraConfig, DaemonConfig
 from edgedet.edge.camera.events import build_event
 from edgedet.edge.camera.latest_result import LatestResult
@@ -84,6 +95,15 @@ def check_source(source: str, key: str, opener_given: bool) -> None:
             raise ValueError(f"{key}: {exc}") from exc
 
 
+def clip_settings(settings: ClipSettings, camera: str, several: bool) -> ClipSettings | None:
+    """A camera's clip settings (``None``: clips off); with ``several`` cameras, in ``<dir>/<camera>/``."""
+    if not settings.enabled or settings.dir is None:
+        return None
+    if not several:
+        return settings
+    return settings.model_copy(update={"dir": str(Path(settings.dir) / camera)})
+
+
 def camera_detector(detector: Detector, config: CameraConfig, key: str) -> Detector:
     """``detector``, or for a camera with its own thresholds one on the same backend (one session) with them."""
     spec = getattr(detector, "spec", None)
@@ -127,6 +147,10 @@ class Camera:
         except ConfigCheckError as exc:
             raise ValueError(str(exc)) from exc
         self.snapshots = snapshots
+        self.clip_settings = clip_settings(config.clips, config.name, several=bool(key))
+        if key and self.clip_settings is not None and not config.name.strip("."):  # "." or ".."
+            raise ValueError(f"{key}name: {config.name!r} cannot name the folder of its clips")
+        self.clips: ClipRecorder | None = None  # made at start() when clips are on
         self.scene = Scene(
             config.name,
             labels,
@@ -172,8 +196,26 @@ class Camera:
     # ------------------------------------------------------------------------------------------ frames
 
     def start(self) -> None:
+        self.open_clips()
         self._last_ok, self._captured_at_ok = time.monotonic(), self.capture.captured
         self.capture.start()
+
+    def open_clips(self) -> ClipRecorder | None:
+        """The camera's clip recorder, made (and its thread started) on the first call; ``None``: clips off.
+        A folder that cannot be made is logged now, not fatal: each clip then fails, counted and logged,
+        until it can be written."""
+        if self.clip_settings is not None and self.clips is None:
+            self.clips = ClipRecorder(self.clip_settings, camera=self.name)
+            try:
+                self.clips.dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                log.error(
+                    "clips%s: cannot make %s (%s): no clip is written until it can be; detection goes on",
+                    self._where,
+                    self.clips.dir,
+                    exc.strerror or exc,
+                )
+        return self.clips
 
     def due(self, now: float) -> bool:
         """May the detector run on this camera now (``max_fps``)?"""
@@ -199,6 +241,7 @@ class Camera:
         self.scene.skip(frame.timestamp)
         self._last_ok, self._captured_at_ok = time.monotonic(), self.capture.captured
         self.results.update(frame, (), self.results.event() or {}, self._last_extra)
+        self.record(frame, self._last_extra)  # nothing moved: the boxes of the last processed frame
         return False
 
     def check_source_restart(self) -> None:
@@ -214,12 +257,15 @@ class Camera:
         try:
             detections = self.detector.detect(frame.image)
         except Exception as exc:  # one bad frame or a runtime hiccup must not end the daemon
-            self.failed(exc, f"frame {frame.index}")
+            self.failed(exc, f"frame {frame.index}", frame)
             return None
         return self.publish(frame, detections)
 
-    def failed(self, exc: Exception, what: str) -> None:
-        """The detector failed on a frame of this camera: counted and logged, never fatal."""
+    def failed(self, exc: Exception, what: str, frame: Frame | None = None) -> None:
+        """The detector failed on a frame of this camera: counted and logged, never fatal (``frame`` still
+        goes to the clips, without boxes)."""
+        if frame is not None:
+            self.record(frame, None)
         assert self.series is not None
         self.series.errors.inc()
         self._failures += 1
@@ -241,6 +287,7 @@ class Camera:
         series.stages["decode"].observe(timings.decode_ms / 1e3)
         update = self.scene.observe(frame.image, detections, frame.timestamp)
         detections = update.detections
+        self.record(frame, update)  # before its events: a clip starting now has this frame
         series.detections.inc(len(detections))
         self.processed += 1
         self.last_frame_time = frame.timestamp
@@ -259,8 +306,30 @@ class Camera:
         self.emit_objects(update.events, update.changed)
         return event
 
+    def record(self, frame: Frame, update: Any) -> None:
+        """Hand a frame taken from the slot to the clips (never waits), with the boxes of ``update`` (a
+        :class:`SceneUpdate`: its tracks, or its detections without tracking)."""
+        if self.clips is None:
+            return
+        overlay = None
+        if isinstance(update, SceneUpdate) and self.clips.settings.draw_boxes:
+            if self.scene.tracker is not None:
+                overlay = [
+                    {"box": det.box, "label": det.label, "class_id": det.class_id, "track_id": track.id}
+                    for track, det in update.tracks
+                ]
+            else:
+                overlay = [{"box": d.box, "label": d.label, "class_id": d.class_id} for d in update.detections]
+        self.clips.on_frame(frame.timestamp, frame.image, overlay)
+
     def emit_objects(self, events: list[dict[str, Any]], changed: dict[tuple[str, str], int]) -> None:
-        """Object events to ``/events``, the events file and MQTT; changed zone counts to MQTT (retained)."""
+        """Object events to ``/events``, the events file and MQTT; changed zone counts to MQTT (retained).
+        With clips, each event goes to the recorder first and carries ``clip``: the URL path of its object's
+        clip (being written or written; the file is served once finished), or null."""
+        if events and self.clips is not None:
+            for e in events:
+                self.clips.on_event(e)
+                e["clip"] = self.clips.clip_path(str(e.get("id", "")))
         if events:
             self.results.add_events(events)
             for e in events:
@@ -276,11 +345,25 @@ class Camera:
 
     def close(self, timeout: float = 0.5) -> None:
         """Stop the capture (waiting ``timeout`` s at most: a read stuck in a driver is left behind) and end
-        every object (``stopped``)."""
+        every object (``stopped``); the daemon then calls :meth:`close_clips`."""
         self.capture.stop()
         if self.capture.is_alive():
             self.capture.join(timeout=timeout)
         self.emit_objects(self.scene.restart(time.time(), "stopped"), {})
+
+    def close_clips(self, timeout: float) -> bool:
+        """Finish the open clips (their post-roll cut short), waiting ``timeout`` s at most; whether they
+        were. A clip not finished in time stays under its hidden ``.part`` name: never a broken clip."""
+        if self.clips is None:
+            return True
+        done = self.clips.close(timeout)
+        if not done:
+            log.warning(
+                "clips%s: not finished in %.1f s; those still open stay hidden partial files (pruned later)",
+                self._where,
+                timeout,
+            )
+        return done
 
     # ------------------------------------------------------------------------------------------- health
 

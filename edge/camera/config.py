@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
+from edgedet.edge.camera.clips import ClipSettings
 from edgedet.edge.camera.filters import ObjectFilterSettings
 from edgedet.edge.camera.motion import MotionSettings
 from edgedet.edge.camera.objects import ObjectSettings
@@ -270,6 +271,11 @@ class CameraSettings(StrictModel):
     motion: Annotated[MotionSettings, SectionInput] = section(
         MotionSettings, "motion gating: the model sleeps while nothing moves"
     )
+    clips: Annotated[ClipSettings, SectionInput] = section(
+        ClipSettings,
+        "event clips: a video of each object, served at `/events/<id>/clip.mp4`; with `cameras`, each camera "
+        "writes into `<dir>/<camera name>/` (budgets per camera) and may turn its own off",
+    )
 
 
 class _CameraId(StrictModel):
@@ -358,7 +364,7 @@ class DaemonConfig(CameraSettings, _Shared):
     cameras: CameraList = Field(
         default_factory=list,
         description="several cameras, one model: a list of `name`, `source` and any of the per-camera keys "
-        "(`score_threshold` ... `motion` above), whose top-level values are every camera's defaults (sections "
+        "(`score_threshold` ... `clips` above), whose top-level values are every camera's defaults (sections "
         "merged key by key, lists replaced); empty: one camera from `name` and `source`",
     )
 

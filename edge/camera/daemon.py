@@ -7,7 +7,9 @@ backoff) -> ``runtime.detector.Detector`` (``runtime.preprocess`` -> ``runtime.b
 the tracker, zones, object events; before the detector, the motion gate that lets the model sleep on a
 static scene) -> ``camera.sinks`` (JSON-lines file or stdout, MQTT) and ``camera.latest_result`` ->
 ``camera.http`` (``/healthz``, ``/metrics``, ``/cameras``, ``/detections``, ``/snapshot.jpg``,
-``/stream.mjpg``, ``/events``), with :mod:`edgedet.edge.camera.metrics` counting everything.
+``/stream.mjpg``, ``/events``, ``/events/<id>/clip.mp4``), with :mod:`edgedet.edge.camera.metrics` counting
+everything; with ``clips.enabled``, each camera's :mod:`edgedet.edge.camera.clips` recorder gets its frames
+and object events (see :class:`~edgedet.edge.camera.camera.Camera`).
 What is per camera lives in :class:`edgedet.edge.camera.camera.Camera`. Per-frame detection events
 (``camera.events``) still go to the events file; MQTT carries object events unless ``mqtt.detections`` is set.
 
@@ -16,7 +18,8 @@ fresh frame, or held back by its ``max_fps``, is skipped that turn; old frames a
 gets its fair share however fast its source is.
 
 The detector runs in the main thread; SIGTERM / SIGINT stop it within two seconds, flushing the events
-file and publishing MQTT ``offline``. Under systemd (``Type=notify``) it reports ``READY=1`` and pings the
+file, finishing the open clips (at most ``CLOSE_CLIPS_S``; one not finished by then stays a hidden partial
+file) and publishing MQTT ``offline``. Under systemd (``Type=notify``) it reports ``READY=1`` and pings the
 watchdog while it is healthy (:meth:`Daemon.health`): the capture and detector threads make progress and,
 while frames are captured, frames are processed. Start-up runs one inference on a blank frame, so a model
 whose outputs do not fit its spec is an error at once. Configuration: :mod:`edgedet.edge.camera.config`.
@@ -59,6 +62,8 @@ STATUS_EVERY_S = 60.0
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 WAIT_S = 0.25  # the detector loop looks at health and the watchdog at least this often
 WORST_FIRST = ("stalled", "failing", "stopping", "ok")
+CLOSE_CAPTURE_S = 0.5  # close(): for the capture threads, together
+CLOSE_CLIPS_S = 0.8  # close(): for the clip writers, together (the whole stop stays under 2 s)
 Opener = Callable[[], CaptureSource]
 
 
@@ -146,7 +151,9 @@ class Daemon:
         self.events_sink: JsonLinesSink | None = None
         self.sinks: list[Sink] = []
         self.http: HttpServer | None = None
-        self.clip_file: Callable[[str], Path | None] | None = None  # /events/<id>/clip.mp4 (set before start)
+        # /events/<id>/clip.mp4: the cameras' recorders (tests may set another before start)
+        clips = any(c.clip_settings is not None for c in self.cameras)
+        self.clip_file: Callable[[str], Path | None] | None = self._clip_file if clips else None
         self.started = time.monotonic()
         self.heartbeat = time.monotonic()
         self._turn = 0  # the camera whose turn is next
@@ -247,6 +254,8 @@ class Daemon:
                 self.sinks.append(camera.mqtt)
                 labels = list(camera.scene.labels)
                 camera.mqtt.announce({z.name: list(z.labels or labels) for z in camera.config.zones})
+        for camera in self.cameras:
+            camera.open_clips()  # before the server answers: /metrics has their series from the start
         if cfg.http.enabled:
             self._start_http()
         for camera in self.cameras:
@@ -400,11 +409,19 @@ class Daemon:
         except Exception as exc:  # one bad frame or a runtime hiccup must not end the daemon
             failed = pushed if pushed is not None and pipeline.pending_tag is not pushed else before
             if failed is not None:
-                failed[0].failed(exc, "a frame")
+                failed[0].failed(exc, "a frame", failed[1])
             return
         if done is not None:
             (camera, frame), detections = done
             camera.publish(frame, detections, camera.detector.last_timings)
+
+    def _clip_file(self, event_id: str) -> Path | None:
+        """The finished clip of ``event_id``, whichever camera recorded it (``None``: none, or not yet)."""
+        for camera in self.cameras:
+            path = camera.clips.clip_file(event_id) if camera.clips is not None else None
+            if path is not None:
+                return path
+        return None
 
     def _live_event_ids(self) -> set[str]:
         return set().union(*(c.live_event_ids() for c in self.cameras))
@@ -418,14 +435,21 @@ class Daemon:
         notify(f"STATUS={text}")
 
     def close(self) -> None:
-        """Stop everything: HTTP, capture, sinks (files flushed, MQTT offline); well under two seconds."""
+        """Stop everything: HTTP, capture, clips (the open ones finished), sinks (files flushed, MQTT
+        offline); well under two seconds."""
         self.stop()
         notify("STOPPING=1")
         if self.http is not None:
             self.http.close()
-        deadline = time.monotonic() + 0.5  # for the capture threads, together
+        deadline = time.monotonic() + CLOSE_CAPTURE_S
         for camera in self.cameras:
             camera.close(max(deadline - time.monotonic(), 0.0))
+        for camera in self.cameras:  # every recorder starts finishing its clips now, then each is waited for
+            if camera.clips is not None:
+                camera.clips.close(0.0)
+        deadline = time.monotonic() + CLOSE_CLIPS_S
+        for camera in self.cameras:
+            camera.close_clips(max(deadline - time.monotonic(), 0.0))
         for sink in self.sinks:
             sink.close()
         log.info("stopped after %d frames", self.processed)

@@ -16,7 +16,9 @@
 * ``GET /events[?camera=NAME][&limit=N]`` — the recent object events (``new``, ``update``, ``end``,
   ``enter``, ``exit``), oldest first, the same JSON as the events file and MQTT.
 * ``GET /events/<id>/snapshot.jpg[?crop=1]`` — the best snapshot of an object (404 when there is none).
-* ``GET /events/<id>/clip.mp4`` — the clip of an object, where clips are kept (404 when there is none).
+* ``GET /events/<id>/clip.mp4`` — the clip of an object, where clips are kept (404 when there is none, or
+  until it is finished): ``video/mp4``, or ``video/x-msvideo`` where OpenCV can only write the MJPEG
+  ``.avi`` fallback (then the events name ``/events/<id>/clip.avi``, served the same way).
 
 An unknown camera is a 404 naming it. With ``http.token`` every endpoint except ``/healthz`` and the page
 needs ``Authorization: Bearer <token>`` (401 otherwise). The server binds ``127.0.0.1`` unless
@@ -79,6 +81,8 @@ CAMERA_PATHS = ("/detections", "/snapshot.jpg", "/stream.mjpg")  # under /camera
 BOUNDARY = "frame"
 PAGE = Path(__file__).with_name("web") / "index.html"
 EVENT_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
+CLIP_PATHS = ("/clip.mp4", "/clip.avi")  # the events name the one of the container written here
+CLIP_TYPES = {".mp4": "video/mp4", ".avi": "video/x-msvideo"}
 PAGE_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
 
 MAX_CONNECTIONS = 64  # connections served at once (one thread each); more get 503
@@ -282,11 +286,12 @@ class _Handler(BaseHTTPRequestHandler):
                 crop = query.get("crop", ["0"])[0] in ("1", "true")
                 file = app.snapshot_file(event_id, crop) if app.snapshot_file is not None else None
                 self._file(file, "image/jpeg", f"no snapshot of event {event_id!r}")
-            elif path.startswith("/events/") and path.endswith("/clip.mp4"):
-                event_id = path[len("/events/") : -len("/clip.mp4")]
+            elif path.startswith("/events/") and path.endswith(CLIP_PATHS):
+                event_id = path[len("/events/") :].rpartition("/")[0]
                 ok = app.clip_file is not None and EVENT_ID.match(event_id)
                 file = app.clip_file(event_id) if ok and app.clip_file is not None else None
-                self._file(file, None, f"no clip of event {event_id!r}")
+                kind = CLIP_TYPES.get(file.suffix) if file is not None else None
+                self._file(file, kind, f"no clip of event {event_id!r}")
             elif path == "/":
                 self._send(200, ("edgedet camera daemon: " + " ".join(ENDPOINTS) + "\n").encode(), "text/plain")
             else:

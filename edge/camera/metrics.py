@@ -7,7 +7,8 @@ several daemons in one process do not collide) that also carries the library's p
 read them at scrape time.
 
 :class:`DaemonMetrics` holds the daemon's families. Every per-camera series carries a ``camera`` label (one
-camera too); what the process shares (the events file, snapshots, uptime) has none.
+camera too); what the process shares (the events file, snapshots, uptime) has none. The event clips'
+families (``edgedet_clip*``) have a series only for the cameras that record clips.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ class CameraView(Protocol):
     slot: Any  # dropped
     scene: Any  # objects.live, filtered
     mqtt: Any  # published, errors, connected (or None)
+    clips: Any  # stats() (or None: no clips)
     last_frame_time: float
 
     def fps(self) -> float: ...
@@ -152,6 +154,13 @@ class DaemonMetrics:
 
         def mqtt(read: Callable[[Any], float]) -> Callable[[], dict[tuple[str, ...], float]]:
             return per_camera(lambda c: read(c.mqtt) if c.mqtt is not None else 0)
+
+        def clips(*keys: str) -> Callable[[], dict[tuple[str, ...], float]]:
+            def read() -> dict[tuple[str, ...], float]:
+                recorders = [(c.name, c.clips) for c in daemon.cameras if c.clips is not None]
+                return {(name,): float(sum(rec.stats()[k] for k in keys)) for name, rec in recorders}
+
+            return read
 
         def shared(thing: Callable[[], Any], attr: str) -> Callable[[], float]:
             return lambda: getattr(thing(), attr) if thing() is not None else 0
@@ -252,6 +261,41 @@ class DaemonMetrics:
             shared(lambda: daemon.snapshots, "errors"),
             r,
         )
+
+        clip_counters = (
+            ("edgedet_clips_written_total", "Event clips written (finished and named).", "clips_written"),
+            (
+                "edgedet_clips_failed_total",
+                "Event clips stopped by an error (full or read-only disk); their partial files removed.",
+                "clips_failed",
+            ),
+            (
+                "edgedet_clips_skipped_total",
+                "Objects without a clip: clips.max_concurrent were being written.",
+                "clips_skipped",
+            ),
+            (
+                "edgedet_clip_frames_dropped_total",
+                "Frames the clip writer could not take (its queue was full).",
+                "frames_dropped",
+            ),
+            ("edgedet_clip_errors_total", "Clip writer errors of any kind (logged).", "errors"),
+        )
+        for name, doc, *keys in clip_counters:
+            CounterFunction(name, doc, clips(*keys), r, CAMERA)
+        clip_gauges = (
+            ("edgedet_clips_recording", "Event clips being written now.", "clips_recording"),
+            ("edgedet_clip_buffer_bytes", "JPEG bytes held by the pre-roll buffer.", "bytes_buffered"),
+            ("edgedet_clip_buffer_frames", "Frames held by the pre-roll buffer.", "frames_buffered"),
+            (
+                "edgedet_clip_frames_queued",
+                "Frames waiting for the clip writer (queued, and behind a pre-roll being written).",
+                "frames_queued",
+                "frames_backlog",
+            ),
+        )
+        for name, doc, *keys in clip_gauges:
+            GaugeFunction(name, doc, clips(*keys), r, CAMERA)
 
     def series(self, camera: str) -> CameraSeries:
         """``camera``'s series, created now (so they read 0 before its first frame)."""
