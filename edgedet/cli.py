@@ -204,6 +204,31 @@ def _bench_clips(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="PATH", default=None, help="write the figures as JSON to this file")
 
 
+def _bench_cameras(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        default=None,
+        help=".onnx / .tflite for every daemon (default: an untrained UltraFace-slim SSD at 320x240, built now; "
+        "needs the train and convert extras)",
+    )
+    p.add_argument("--spec", default=None, help="spec JSON for a model without metadata, or 'ultraface[:WxH]'")
+    p.add_argument("--cameras", type=int, default=4, help="cameras: N in one process, then N processes (default: 4)")
+    p.add_argument("--seconds", type=float, default=30.0, help="measured seconds per phase (default: 30)")
+    p.add_argument("--warmup", type=float, default=10.0, help="seconds run before each measurement (default: 10)")
+    p.add_argument("--clients", type=int, default=10, help="MJPEG stream clients in the load phase (0: none)")
+    p.add_argument("--cores", type=int, default=2, help="pin every daemon to this many CPUs (0: no pinning)")
+    p.add_argument("--threads", type=int, default=None, help="inference threads per daemon (default: --cores)")
+    p.add_argument("--size", default="640x480", metavar="WxH", help="the videos' frame size (default: 640x480)")
+    p.add_argument("--fps", type=float, default=15.0, help="the videos' frame rate (default: 15)")
+    p.add_argument("--source-fps", type=float, default=15.0, help="the daemons' source_fps (0: unpaced)")
+    p.add_argument("--unique-s", type=float, default=10.0, help="seconds of video rendered per camera, looped")
+    p.add_argument("--seed", type=int, default=100, help="the first camera's video seed (then +1 per camera)")
+    p.add_argument("--sample-s", type=float, default=1.0, help="memory sampling period (default: 1 s)")
+    p.add_argument("--target-memory", type=float, default=0.40, help="goal: one process / N processes' RSS")
+    p.add_argument("--target-drop", type=float, default=0.15, help="goal: most fps lost with the stream clients")
+    p.add_argument("--json", metavar="PATH", default=None, help="write the figures as JSON to this file")
+
+
 def _bench_train_throughput(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="training YAML (default: the built-in defaults)")
     p.add_argument("overrides", nargs="*", metavar="key=value")
@@ -276,6 +301,12 @@ COMMANDS: tuple[Command, ...] = (
                 "edgedet.edge.bench.clip_bench:cli",
                 "event clips: CPU per camera while buffering and writing, ring memory per second of pre-roll",
                 _bench_clips,
+            ),
+            Command(
+                "cameras",
+                "edgedet.bench_cameras:cli",
+                "N cameras in one daemon vs N daemons: fps, fairness, memory; fps under MJPEG stream load",
+                _bench_cameras,
             ),
             Command(
                 "train-throughput",
