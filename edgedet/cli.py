@@ -73,6 +73,25 @@ def _export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-parity", action="store_true", help="skip the parity checks")
 
 
+def _int8_explain(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fp32", required=True, metavar="MODEL", help="the float ONNX model (.onnx, with its spec)")
+    p.add_argument("--int8", required=True, metavar="MODEL", help="its int8 QDQ copy (edgedet export --int8)")
+    p.add_argument("--images", required=True, metavar="DATA", help="dataset spec or image folder to compare on")
+    p.add_argument("--limit", type=int, default=20, help="how many images (default: 20)")
+    p.add_argument("--top-k", type=int, default=5, help="re-quantise this many worst layers alone (0: skip)")
+    p.add_argument("--calib", metavar="DATA", help="the export's calibration data (default: --images)")
+    p.add_argument("--calib-images", type=int, default=200, help="the export's --calib-images (default: 200)")
+    p.add_argument(
+        "--calib-method", default="minmax", choices=("minmax", "entropy", "percentile"), help="the export's method"
+    )
+    p.add_argument("--all-layers", action="store_true", help="also list the nodes left in float")
+    p.add_argument("--val", metavar="DATA", help="labelled data: also AP50 with each top-k layer kept float")
+    p.add_argument("--class-map", metavar="SRC=DST,...", default=None, help="rename --val classes, e.g. a=face")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
+    p.add_argument("--out", metavar="REPORT.md", help="write the table as markdown")
+    p.add_argument("--json", metavar="OUT", help="write the table as JSON")
+
+
 def _import_ultraface(p: argparse.ArgumentParser) -> None:
     p.add_argument("pth", help="UltraFace version-slim state dict (.pth)")
     p.add_argument("--out", required=True, metavar="CKPT", help="checkpoint to write (.pt)")
@@ -257,6 +276,12 @@ COMMANDS: tuple[Command, ...] = (
     Command("train", "edgedet.training.train:cli", "train a model from a YAML config", _train),
     Command("eval", "edgedet.edge.eval.evaluate:cli", "COCO-style AP/AP50 of a model on a dataset", _eval),
     Command("export", "edgedet.convert.export:cli", "export a checkpoint to ONNX / TFLite (fp32, fp16, int8)", _export),
+    Command(
+        "int8-explain",
+        "edgedet.convert.int8_explain:cli",
+        "where int8 goes wrong: per-layer SQNR / cosine of an int8 ONNX model against its fp32 model",
+        _int8_explain,
+    ),
     Command(
         "import-ultraface",
         "edgedet.training.ultraface:cli",

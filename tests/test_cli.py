@@ -10,6 +10,7 @@ CONTRACT = {
     "train": ["--config"],
     "eval": ["--model", "--data", "--json"],
     "export": ["--checkpoint", "--out", "--formats", "--int8", "--calib"],
+    "int8-explain": ["--fp32", "--int8", "--images"],
     "import-ultraface": ["--out", "--input-size"],
     "detect": ["--model", "--json", "--save-dir", "--score-threshold"],
     "bench": ["--models", "--data", "--out"],
