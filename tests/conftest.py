@@ -28,3 +28,20 @@ def ultraface_dir() -> Path:
 @pytest.fixture
 def data_dir() -> Path:
     return shared_path("data")
+
+
+# The camera daemon tests' tiny model and blob video, built once per test module that asks for them.
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    from test_daemon import build_tiny_onnx
+
+    return build_tiny_onnx(tmp_path_factory.mktemp("model") / "tiny.onnx")
+
+
+@pytest.fixture(scope="module")
+def blob_video(tmp_path_factory) -> Path:
+    from test_daemon import blob_frames, write_video
+
+    return write_video(tmp_path_factory.mktemp("video") / "blobs.avi", blob_frames())

@@ -115,16 +115,6 @@ def read_frames(path: Path) -> list[np.ndarray]:
     return [frame for _, frame in iter_video(path)]
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_onnx(tmp_path_factory.mktemp("model") / "tiny.onnx")
-
-
-@pytest.fixture(scope="module")
-def blob_video(tmp_path_factory) -> Path:
-    return write_video(tmp_path_factory.mktemp("video") / "blobs.avi", blob_frames())
-
-
 # ---------------------------------------------------------------------------------- the daemon process
 
 

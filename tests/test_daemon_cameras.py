@@ -28,7 +28,6 @@ from test_daemon import (  # the shared fixtures and helpers of the end-to-end d
     Subscriber,
     blob_frames,
     broker,  # noqa: F401 (a fixture)
-    build_tiny_onnx,
     match,
     write_video,
 )
@@ -43,11 +42,6 @@ from edgedet.edge.camera.sources import SourceError
 from edgedet.edge.runtime.detector import Detector
 
 # ------------------------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_onnx(tmp_path_factory.mktemp("model") / "tiny.onnx")
 
 
 @pytest.fixture(scope="module")

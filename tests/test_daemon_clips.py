@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from test_daemon import DaemonProcess, build_tiny_onnx, tiny_config, write_video
+from test_clips import read_clip
+from test_daemon import DaemonProcess, tiny_config, write_video
 from test_daemon_cameras import multi_config, running, wait_for
 
 from edgedet.edge.camera.config import load_config
@@ -35,11 +36,6 @@ WHITE = 200  # the disc is (240, 240, 240); nothing else in the frames is that b
 
 
 # ------------------------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def clip_model(tmp_path_factory) -> Path:
-    return build_tiny_onnx(tmp_path_factory.mktemp("model") / "tiny.onnx")
 
 
 def passing_frames(n: int = 75, first: int = 25, last: int = 55, size: tuple[int, int] = (320, 240)) -> list:
@@ -73,20 +69,6 @@ def object_events(path: Path) -> list[dict]:
     return [e for e in lines if e["type"] != "detections"]
 
 
-def read_clip(path: Path) -> tuple[list[np.ndarray], float]:
-    cap = cv2.VideoCapture(str(path))
-    assert cap.isOpened(), path
-    frames = []
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            break
-        frames.append(image)
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    cap.release()
-    return frames, fps
-
-
 def has_disc(image: np.ndarray) -> bool:
     return int((image.min(axis=2) > WHITE).sum()) > 200
 
@@ -97,9 +79,9 @@ def visible_files(folder: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def clip_daemon(clip_model, passing_video, tmp_path_factory):
+def clip_daemon(tiny_model, passing_video, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("clips")
-    proc = DaemonProcess(workdir, clip_config(clip_model, passing_video, workdir))
+    proc = DaemonProcess(workdir, clip_config(tiny_model, passing_video, workdir))
     proc.workdir = workdir
     proc.wait_for(lambda: proc.metrics().get("edgedet_clips_written_total", 0) >= 2, timeout=40, what="2 clips")
     yield proc
@@ -177,15 +159,15 @@ def test_clip_metrics_have_the_camera_label(clip_daemon):
 
 
 @pytest.mark.parametrize("fault", ["unmakeable", "full"])
-def test_a_clip_folder_that_cannot_be_written_stops_clips_not_detection(tmp_path, clip_model, passing_video, fault):
+def test_a_clip_folder_that_cannot_be_written_stops_clips_not_detection(tmp_path, tiny_model, passing_video, fault):
     """A folder under a regular file (root ignores chmod, not this), or a disk 'full' (less than
     ``min_free_bytes`` free): every clip fails, counted and logged; detection and events go on."""
     blocker = tmp_path / "blocker"
     blocker.write_text("a file, not a folder")
     if fault == "unmakeable":
-        config = clip_config(clip_model, passing_video, tmp_path, dir=str(blocker / "clips"))
+        config = clip_config(tiny_model, passing_video, tmp_path, dir=str(blocker / "clips"))
     else:
-        config = clip_config(clip_model, passing_video, tmp_path, min_free_bytes=10**18)
+        config = clip_config(tiny_model, passing_video, tmp_path, min_free_bytes=10**18)
     proc = DaemonProcess(tmp_path / "run", config)
     try:
         metrics = proc.metrics
@@ -210,7 +192,7 @@ def test_a_clip_folder_that_cannot_be_written_stops_clips_not_detection(tmp_path
     assert not (tmp_path / "clips").exists() or visible_files(tmp_path / "clips") == []
 
 
-def test_a_resolution_change_mid_clip_finishes_the_clip_and_goes_on(tmp_path, clip_model):
+def test_a_resolution_change_mid_clip_finishes_the_clip_and_goes_on(tmp_path, tiny_model):
     """An image folder whose frames grow from 320x240 to 480x360 while the disc crosses (and shrink back as
     it loops): the open clips end at the change, the next ones have the new size, nothing crashes."""
     folder = tmp_path / "frames"
@@ -219,7 +201,7 @@ def test_a_resolution_change_mid_clip_finishes_the_clip_and_goes_on(tmp_path, cl
     large = passing_frames(60, first=10, last=50, size=(480, 360))
     for i in range(60):
         cv2.imwrite(str(folder / f"{i:03d}.png"), small[i] if i < 30 else large[i])
-    proc = DaemonProcess(tmp_path / "run", clip_config(clip_model, folder, tmp_path))
+    proc = DaemonProcess(tmp_path / "run", clip_config(tiny_model, folder, tmp_path))
     try:
         metrics = proc.metrics
         proc.wait_for(lambda: "the frame size changed" in proc.log(), timeout=40, what="a clip cut by the change")
@@ -241,12 +223,12 @@ def test_a_resolution_change_mid_clip_finishes_the_clip_and_goes_on(tmp_path, cl
     assert "Traceback" not in proc.log()
 
 
-def test_sigterm_while_an_object_is_live_leaves_only_playable_clips(tmp_path, clip_model):
+def test_sigterm_while_an_object_is_live_leaves_only_playable_clips(tmp_path, tiny_model):
     """The disc is there all the time: an object is live (its clip open) when SIGTERM comes. The daemon
     stops within 2 s; its clip is finished and plays (or, had it not been in time, left hidden as a partial
     file): nothing broken is named as a clip."""
     video = write_video(tmp_path / "stay.avi", passing_frames(100, first=0, last=100), fps=FPS)
-    proc = DaemonProcess(tmp_path / "run", clip_config(clip_model, video, tmp_path, post_s=5.0))
+    proc = DaemonProcess(tmp_path / "run", clip_config(tiny_model, video, tmp_path, post_s=5.0))
     proc.wait_for(lambda: proc.metrics()["edgedet_clips_recording"] >= 1, timeout=40, what="a clip being written")
     time.sleep(1.0)  # a second of it
     assert proc.metrics()["edgedet_clips_recording"] >= 1
@@ -307,11 +289,11 @@ def test_clip_settings_per_camera_and_a_folder_each(tmp_path):
         load_config(None, {"model": "m.onnx", "cameras": [{"name": "a", "source": 0, "clips": {"enabled": True}}]})
 
 
-def test_two_cameras_record_into_their_own_folders(tmp_path, clip_model, passing_video):
+def test_two_cameras_record_into_their_own_folders(tmp_path, tiny_model, passing_video):
     clips = {"enabled": True, "dir": str(tmp_path / "clips"), "pre_s": PRE_S, "post_s": 0.3, "max_concurrent": 16}
     cameras = [{"name": "a", "source": str(passing_video)}, {"name": "b", "source": str(passing_video)}]
     cameras[1]["clips"] = {"enabled": False}
-    config = multi_config(clip_model, cameras, tmp_path, clips=clips)
+    config = multi_config(tiny_model, cameras, tmp_path, clips=clips)
     with running(config, tmp_path) as (daemon, client):
         a = daemon.cameras[0]
         wait_for(lambda: a.clips is not None and a.clips.clips_written >= 1, timeout=40, what="a clip of camera a")

@@ -39,7 +39,6 @@ from test_daemon import (  # the shared fixtures and helpers of the end-to-end d
     TOKEN,
     DaemonProcess,
     blob_frames,
-    build_tiny_onnx,
     tiny_config,
     write_video,
 )
@@ -53,16 +52,6 @@ from edgedet.edge.core.priors import PriorConfig
 from edgedet.edge.runtime.detector import Detector, StageTimings
 
 # ------------------------------------------------------------------------------------------- helpers
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    return build_tiny_onnx(tmp_path_factory.mktemp("model") / "tiny.onnx")
-
-
-@pytest.fixture(scope="module")
-def blob_video(tmp_path_factory) -> Path:
-    return write_video(tmp_path_factory.mktemp("video") / "blobs.avi", blob_frames())
 
 
 def get(url: str, token: str | None = None, timeout: float = 5.0) -> tuple[int, dict, bytes]:

@@ -45,7 +45,7 @@ from typing import Any
 
 import yaml
 
-from edgedet.edge.bench.figures import median
+from edgedet.edge.bench.figures import median, parse_size
 from edgedet.edge.datasets.synthetic_tracks import render_tracks, write_video
 from edgedet.edge.runtime.output_paths import output_file, write_text_atomic
 
@@ -636,16 +636,6 @@ def print_cameras(figures: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------------- cli
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--size: expected WIDTHxHEIGHT, e.g. 640x480, got {text!r}") from None
-    if w < 64 or h < 64:
-        raise ValueError(f"--size: expected at least 64x64, got {text!r}")
-    return w, h
-
-
 def _cpus(cores: int) -> set[int] | None:
     """The first ``cores`` CPUs this process may use (``None``: no pinning, ``cores`` 0)."""
     if cores <= 0:
@@ -661,7 +651,7 @@ def cli(args: Any) -> int:
     if not Path(args.model).is_file():
         raise FileNotFoundError(f"--model {args.model}: no such file")
     json_path = output_file(args.json, "--json") if args.json else None
-    size = _size(args.size)
+    size = parse_size(args.size, minimum=64)
     if args.cameras < 1 or args.seconds <= 0 or args.warmup < 0 or args.clients < 0 or args.clients > 64:
         raise ValueError(
             f"expected --cameras >= 1, --seconds > 0, --warmup >= 0 and --clients in 0..64, got {args.cameras}, "

@@ -37,7 +37,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgedet.edge.bench.figures import median, p90
+from edgedet.edge.bench.figures import median, p90, parse_size
 from edgedet.edge.camera.clips import ClipRecorder, ClipSettings, video_format
 from edgedet.edge.datasets.synthetic_tracks import TrackVideo, render_tracks
 from edgedet.edge.runtime.output_paths import output_file, write_text_atomic
@@ -267,18 +267,10 @@ def print_clips(figures: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------------- cli
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--size: expected WIDTHxHEIGHT, e.g. 640x480, got {text!r}") from None
-    return w, h
-
-
 def cli(args: Any) -> int:
     """``edgedet bench clips [--seconds S] [--fps F] [--size WxH] [--pre-s S] [--realtime] [--json PATH]``."""
     json_path = output_file(args.json, "--json") if args.json else None
-    size = _size(args.size)
+    size = parse_size(args.size)
     if args.fps <= 0 or args.pre_s < 0 or args.post_s < 0:
         raise ValueError(
             f"expected --fps > 0 and --pre-s, --post-s >= 0, got {args.fps:g}, {args.pre_s:g}, {args.post_s:g}"

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["median", "p90", "print_figures", "timing_summary"]
+__all__ = ["median", "p90", "parse_size", "print_figures", "timing_summary"]
 
 
 def median(values: Sequence[float]) -> float:
@@ -19,6 +19,18 @@ def median(values: Sequence[float]) -> float:
 def p90(values: Sequence[float]) -> float:
     """The 90th percentile of ``values`` (NaN for none)."""
     return float(np.percentile(np.asarray(values, dtype=np.float64), 90)) if len(values) else float("nan")
+
+
+def parse_size(text: str, minimum: int | None = None) -> tuple[int, int]:
+    """``"640x480"`` -> ``(640, 480)`` for a bench's ``--size``; with ``minimum``, each side at least that."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--size: expected WIDTHxHEIGHT, e.g. 640x480, got {text!r}") from None
+    if minimum is not None and (w < minimum or h < minimum):
+        what = "positive sizes" if minimum == 1 else f"at least {minimum}x{minimum}"
+        raise ValueError(f"--size: expected {what}, got {text!r}")
+    return w, h
 
 
 def timing_summary(times_ms: Sequence[float]) -> dict[str, float]:

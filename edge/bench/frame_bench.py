@@ -31,7 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgedet.edge.bench.figures import median, p90, print_figures
+from edgedet.edge.bench.figures import median, p90, parse_size, print_figures
 from edgedet.edge.camera.capture import CaptureThread, FrameSlot
 from edgedet.edge.camera.events import build_event
 from edgedet.edge.camera.sinks import JsonLinesSink
@@ -91,13 +91,7 @@ class ReplaySource:
 def _parse_size(text: str | None) -> tuple[int, int] | None:
     if not text:
         return None
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--size: expected WIDTHxHEIGHT, e.g. 640x480, got {text!r}") from None
-    if w <= 0 or h <= 0:
-        raise ValueError(f"--size: expected positive sizes, got {text!r}")
-    return w, h
+    return parse_size(text, minimum=1)
 
 
 def synthetic_frames(size: tuple[int, int], n: int = 16) -> list[np.ndarray]:

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from edgedet.edge.bench.figures import median, p90
+from edgedet.edge.bench.figures import median, p90, parse_size
 from edgedet.edge.camera.motion import MotionSettings
 from edgedet.edge.camera.objects import ObjectSettings
 from edgedet.edge.camera.scene import Scene
@@ -310,21 +310,13 @@ def _pm(fig: dict[str, Any], key: str) -> tuple[float, float]:
 # ---------------------------------------------------------------------------------------------------- cli
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--size: expected WIDTHxHEIGHT, e.g. 640x480, got {text!r}") from None
-    return w, h
-
-
 def cli(args: Any) -> int:
     """``edgedet bench gating [--seconds S] [--fps F] [--size WxH] [--still-s S] [--model M] [--json PATH]``."""
     json_path = output_file(args.json, "--json") if getattr(args, "json", None) else None
     model = getattr(args, "model", None)
     if model and not os.path.exists(model):
         raise FileNotFoundError(f"--model: {model} not found")
-    size = _size(args.size)
+    size = parse_size(args.size)
     if not 0 < args.still_s < args.seconds:
         raise ValueError(f"--still-s: expected between 0 and --seconds ({args.seconds:g}), got {args.still_s:g}")
     started = time.perf_counter()

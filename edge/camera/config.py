@@ -29,7 +29,7 @@ from edgedet.edge.camera.motion import MotionSettings
 from edgedet.edge.camera.objects import ObjectSettings
 from edgedet.edge.camera.scene import TrackingSettings
 from edgedet.edge.camera.snapshots import SnapshotSettings
-from edgedet.edge.camera.zones import MaskList, ZoneList, validate_items
+from edgedet.edge.camera.zones import MaskList, ZoneList, validate_named_items
 from edgedet.edge.runtime.settings import (
     ConfigKeyError,
     Expect,
@@ -293,13 +293,7 @@ class CameraConfig(CameraSettings, _CameraId):
 
 
 def _camera_list(raw: Any) -> Any:
-    cameras = validate_items(CameraConfig, raw, "camera")
-    first: dict[str, int] = {}
-    for i, camera in enumerate(cameras):
-        if camera.name in first:
-            raise ConfigKeyError(f"{i}.name", f"duplicate camera name {camera.name!r} (also item {first[camera.name]})")
-        first[camera.name] = i
-    return cameras
+    return validate_named_items(CameraConfig, raw, "camera")
 
 
 CameraList = Annotated[list[CameraConfig], BeforeValidator(_camera_list)]

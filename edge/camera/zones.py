@@ -62,6 +62,7 @@ __all__ = [
     "check_labels",
     "check_zone_refs",
     "validate_items",
+    "validate_named_items",
 ]
 
 ZONE_NAME = r"^[A-Za-z0-9_.-]+$"  # zone names are MQTT topic levels (like camera names)
@@ -243,14 +244,21 @@ class ZoneSettings(PolygonSettings):
     )
 
 
-def _zone_list(raw: Any) -> Any:
-    zones = validate_items(ZoneSettings, raw, "zone")
+def validate_named_items(model_cls: type[M], raw: Any, what: str) -> list[M]:
+    """:func:`validate_items` on a list whose items' ``name`` must be unique (a duplicate is an error
+    naming ``<index>.name`` and the item it repeats)."""
+    items = validate_items(model_cls, raw, what)
     first: dict[str, int] = {}
-    for i, zone in enumerate(zones):
-        if zone.name in first:
-            raise ConfigKeyError(f"{i}.name", f"duplicate zone name {zone.name!r} (also item {first[zone.name]})")
-        first[zone.name] = i
-    return zones
+    for i, item in enumerate(items):
+        name = item.name  # type: ignore[attr-defined]
+        if name in first:
+            raise ConfigKeyError(f"{i}.name", f"duplicate {what} name {name!r} (also item {first[name]})")
+        first[name] = i
+    return items  # type: ignore[return-value]
+
+
+def _zone_list(raw: Any) -> Any:
+    return validate_named_items(ZoneSettings, raw, "zone")
 
 
 ZoneList = Annotated[list[ZoneSettings], BeforeValidator(_zone_list)]
