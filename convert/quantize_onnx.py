@@ -40,7 +40,7 @@ from edgedet.convert.onnx_export import read_metadata_spec, set_metadata_spec
 from edgedet.edge.core.model_spec import ModelSpec
 from edgedet.edge.runtime.progress import progress
 
-__all__ = ["CALIBRATION_METHODS", "quantize_onnx", "stem_nodes", "tail_nodes"]
+__all__ = ["CALIBRATION_METHODS", "CalibratedQuantizer", "quantize_onnx", "stem_nodes", "tail_nodes"]
 
 log = logging.getLogger("edgedet.quantize")
 
@@ -140,37 +140,106 @@ def quantize_onnx(
     :func:`stem_nodes` in float; ``exclude_op_types`` and ``exclude_nodes`` (node names) more. The spec
     metadata is carried over (``extra["quantization"] = "int8-qdq"``).
     """
-    method = method.lower()
-    if method not in CALIBRATION_METHODS:
-        raise ValueError(f"calibration method {method!r}: expected one of {list(CALIBRATION_METHODS)}")
-    onnx_path, out_path = Path(onnx_path), Path(out_path)
-    model = onnx.load(onnx_path)
-    spec = read_metadata_spec(model, str(onnx_path))
-    if spec is None:
-        raise ValueError(f"{onnx_path}: no edgedet spec in its metadata; export it with edgedet.convert.onnx_export")
-    inputs = _calibration_inputs(calib, spec, calib_images, show_progress)
-    with tempfile.TemporaryDirectory(prefix="edgedet-quant-") as tmp:
-        tmp_dir = Path(tmp)
-        prepared = _prepare(model, tmp_dir)
-        exclude = _nodes_to_exclude(
-            onnx.load(prepared), keep_tail_float, keep_stem_float, exclude_op_types, exclude_nodes
+    with CalibratedQuantizer(onnx_path, calib, method=method, calib_images=calib_images,
+                             show_progress=show_progress) as quantizer:  # fmt: skip
+        return quantizer.quantize(
+            out_path,
+            per_channel=per_channel,
+            keep_tail_float=keep_tail_float,
+            keep_stem_float=keep_stem_float,
+            exclude_op_types=exclude_op_types,
+            exclude_nodes=exclude_nodes,
         )
-        ranges = _calibrate(prepared, inputs, model.graph.input[0].name, method, tmp_dir, show_progress)
-        quantized = _quantize(prepared, ranges, method, per_channel, exclude, tmp_dir / "quantized.onnx")
-    _check_outputs(quantized, model)
-    set_metadata_spec(quantized, replace(spec, extra={**dict(spec.extra), "quantization": "int8-qdq"}))
-    quantized.producer_name = "edgedet"
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(quantized, out_path)
-    log.info(
-        "quantised %s -> %s (%s, %d images, %d nodes left float)",
-        onnx_path,
-        out_path,
-        method,
-        len(inputs),
-        len(exclude),
-    )
-    return out_path
+
+
+class CalibratedQuantizer:
+    """One fp32 model calibrated once, quantised as often as asked with different nodes left float.
+
+    ``with CalibratedQuantizer(model, calib, method="entropy") as q: q.quantize(out, exclude_nodes=[...])``:
+    the mixed-precision search (:mod:`edgedet.convert.mixed_precision`) tries many float sets on the same
+    activation ranges, which is also what makes its trials comparable with each other.
+    """
+
+    def __init__(
+        self,
+        onnx_path: str | os.PathLike[str],
+        calib: CalibSource | np.ndarray,
+        *,
+        method: str = "minmax",
+        calib_images: int = 200,
+        show_progress: bool = True,
+    ) -> None:
+        method = method.lower()
+        if method not in CALIBRATION_METHODS:
+            raise ValueError(f"calibration method {method!r}: expected one of {list(CALIBRATION_METHODS)}")
+        self.onnx_path = Path(onnx_path)
+        self.method = method
+        self._model = onnx.load(self.onnx_path)
+        spec = read_metadata_spec(self._model, str(self.onnx_path))
+        if spec is None:
+            raise ValueError(
+                f"{self.onnx_path}: no edgedet spec in its metadata; export it with edgedet.convert.onnx_export"
+            )
+        self._spec = spec
+        self._inputs = _calibration_inputs(calib, spec, calib_images, show_progress)
+        self._tmp = tempfile.TemporaryDirectory(prefix="edgedet-quant-")
+        tmp_dir = Path(self._tmp.name)
+        self._prepared = _prepare(self._model, tmp_dir)
+        self._ranges = _calibrate(
+            self._prepared, self._inputs, self._model.graph.input[0].name, method, tmp_dir, show_progress
+        )
+        self._count = 0
+
+    def __enter__(self) -> CalibratedQuantizer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._tmp.cleanup()
+
+    @property
+    def calibration_inputs(self) -> np.ndarray:
+        return self._inputs
+
+    def node_names(self) -> list[str]:
+        """Every node of the prepared model (the names ``exclude_nodes`` takes)."""
+        return [n.name for n in onnx.load(self._prepared).graph.node]
+
+    def quantize(
+        self,
+        out_path: str | os.PathLike[str],
+        *,
+        per_channel: bool = True,
+        keep_tail_float: bool = True,
+        keep_stem_float: bool = True,
+        exclude_op_types: Sequence[str] = (),
+        exclude_nodes: Sequence[str] = (),
+    ) -> Path:
+        """Write the int8 QDQ model with these nodes float to ``out_path``; its path (see :func:`quantize_onnx`)."""
+        out_path = Path(out_path)
+        exclude = _nodes_to_exclude(
+            onnx.load(self._prepared), keep_tail_float, keep_stem_float, exclude_op_types, exclude_nodes
+        )
+        self._count += 1
+        scratch = Path(self._tmp.name) / f"quantized_{self._count}.onnx"
+        quantized = _quantize(self._prepared, self._ranges, self.method, per_channel, exclude, scratch)
+        scratch.unlink(missing_ok=True)
+        _check_outputs(quantized, self._model)
+        set_metadata_spec(quantized, replace(self._spec, extra={**dict(self._spec.extra), "quantization": "int8-qdq"}))
+        quantized.producer_name = "edgedet"
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(quantized, out_path)
+        log.info(
+            "quantised %s -> %s (%s, %d images, %d nodes left float)",
+            self.onnx_path,
+            out_path,
+            self.method,
+            len(self._inputs),
+            len(exclude),
+        )
+        return out_path
 
 
 def _calibration_inputs(

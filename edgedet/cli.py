@@ -71,11 +71,22 @@ def _export(p: argparse.ArgumentParser) -> None:
     p.add_argument("--boxes-in-graph", action="store_true", help="SSD: decode boxes inside the graph")
     p.add_argument("--peaks", action="store_true", help="CenterNet: 3x3 max-pool peak map inside the graph")
     p.add_argument("--no-parity", action="store_true", help="skip the parity checks")
+    p.add_argument(
+        "--int8-budget",
+        type=float,
+        metavar="POINTS",
+        help="keep the fewest layers float that bring each int8 model within POINTS AP50 of fp32 on --val "
+        "(searches the calibration method too); exit status 4 when not met",
+    )
+    p.add_argument("--val", metavar="DATA", help="labelled val data judging --int8-budget (a dataset spec)")
+    p.add_argument("--class-map", help="rename --val classes to the model's labels, e.g. a=face,b=face")
 
 
 def _int8_explain(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fp32", required=True, metavar="MODEL", help="the float ONNX model (.onnx, with its spec)")
-    p.add_argument("--int8", required=True, metavar="MODEL", help="its int8 QDQ copy (edgedet export --int8)")
+    p.add_argument(
+        "--int8", required=True, metavar="MODEL", help="its int8 copy (edgedet export --int8): QDQ .onnx or .tflite"
+    )
     p.add_argument("--images", required=True, metavar="DATA", help="dataset spec or image folder to compare on")
     p.add_argument("--limit", type=int, default=20, help="how many images (default: 20)")
     p.add_argument("--top-k", type=int, default=5, help="re-quantise this many worst layers alone (0: skip)")
@@ -90,6 +101,7 @@ def _int8_explain(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads")
     p.add_argument("--out", metavar="REPORT.md", help="write the table as markdown")
     p.add_argument("--json", metavar="OUT", help="write the table as JSON")
+    p.add_argument("--plot", metavar="FILE.png", help="plot SQNR and local SQNR per layer (needs matplotlib)")
 
 
 def _import_ultraface(p: argparse.ArgumentParser) -> None:
