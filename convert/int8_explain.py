@@ -1,11 +1,14 @@
-"""Where int8 goes wrong, layer by layer (ONNX Runtime QDQ models).
+"""Where int8 goes wrong, layer by layer: ONNX Runtime QDQ models here, TFLite int8 models in
+:mod:`edgedet.convert.int8_explain_tflite` (chosen by the ``--int8`` file's suffix).
 
     edgedet int8-explain --fp32 best.onnx --int8 best_int8.onnx --images voc:data/faces:val --limit 20 \\
-        --out int8_report.md --json int8_report.json
+        --out int8_report.md --json int8_report.json --plot int8_report.png
+    edgedet int8-explain --fp32 best.onnx --int8 best_int8_float_io.tflite --images voc:data/faces:val \\
+        --calib voc:data/faces:train --val voc:data/faces:val
 
-Both models run in ONNX Runtime on the same inputs (the model spec's own pre-processing, as
-:class:`edgedet.edge.runtime.detector.Detector` feeds them); their intermediate tensors are added as extra
-graph outputs and compared over all images:
+Both models run on the same inputs (the model spec's own pre-processing, as
+:class:`edgedet.edge.runtime.detector.Detector` feeds them); their intermediate tensors are compared over all
+images:
 
 * **SQNR** ``10*log10(sum x^2 / sum (x - y)^2)`` (dB; ``inf`` when equal) and **cosine** similarity of the
   flattened tensors of all images, ``x`` the fp32 tensor and ``y`` the int8 model's.
@@ -18,12 +21,14 @@ graph outputs and compared over all images:
   the SQNR of the final outputs (the worst output) is measured.
 
 Rows are sorted by local SQNR, worst first. With ``--val DATA``, the same layers are also kept float one at a
-time (the rest quantised as the export does) and AP50 is measured. Not measured yet: the TFLite int8 path
-(issue #18, item 1).
+time (the rest quantised as the export does): AP50, and the final outputs' SQNR. A layer is named by its fp32
+ONNX node name in both paths, so "keep layer X float" is the same layer for ONNX Runtime
+(``nodes_to_exclude``) and TFLite (:func:`edgedet.convert.tflite_mixed.export_tflite_int8_keep_float`).
+``--plot FILE.png`` draws both SQNRs per layer in network order (:func:`plot_report`, needs matplotlib).
 
-**Mapping int8 tensors to fp32 ones.** ORT's QDQ quantiser keeps the float names: a quantised compute node
-(one with an input from ``DequantizeLinear``) keeps its name and its output names, and its activation
-inputs come from ``T -> QuantizeLinear -> DequantizeLinear`` chains whose ``T`` is the float tensor of the
+**Mapping int8 tensors to fp32 ones (ONNX Runtime).** ORT's QDQ quantiser keeps the float names: a quantised
+compute node (one with an input from ``DequantizeLinear``) keeps its name and its output names, and its
+activation inputs come from ``T -> QuantizeLinear -> DequantizeLinear`` chains whose ``T`` is the float tensor of the
 same name in the fp32 model. Where a node's output ``T`` is re-quantised (``T -> QuantizeLinear``), the value
 compared is the dequantised ``QuantizeLinear`` output (fetched as uint8 / int8 and dequantised here with the
 node's own scale and zero point): that is what the next layer sees, and it is the only correct value when the
@@ -41,7 +46,7 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -55,7 +60,7 @@ from edgedet.convert.onnx_export import read_metadata_spec
 from edgedet.convert.quantize_onnx import quantize_onnx
 from edgedet.edge.runtime.progress import progress
 
-__all__ = ["ExplainReport", "LayerError", "cli", "explain_int8", "sqnr_db"]
+__all__ = ["ExplainReport", "LayerError", "cli", "explain_int8", "plot_report", "sqnr_db"]
 
 log = logging.getLogger("edgedet.int8_explain")
 
@@ -117,6 +122,8 @@ class LayerError:
     only_layer_output_sqnr_db: float | None = None  # final-output SQNR with only this layer int8
     scales_match: bool | None = None  # the re-quantised layer's scales equal the int8 model's
     ap50_layer_float: float | None = None  # AP50 on the val data with only this layer kept float
+    output_sqnr_layer_float_db: float | None = None  # final-output SQNR with only this layer kept float
+    index: int | None = None  # position in network order (the plot's x axis)
 
 
 @dataclass
@@ -132,6 +139,7 @@ class ExplainReport:
     notes: list[str] = field(default_factory=list)
     ap50_fp32: float | None = None
     ap50_int8: float | None = None
+    runtime: str = "ONNX Runtime"
 
     def to_dict(self) -> dict[str, Any]:
         def clean(v: Any) -> Any:  # JSON has no inf / nan
@@ -149,14 +157,17 @@ class ExplainReport:
         """A markdown report: the final outputs, then one row per layer, worst first."""
         outs = ", ".join(f"`{k}` {_db(v)}" for k, v in self.output_sqnr_db.items())
         ap = self.ap50_int8 is not None
+        flt = any(r.output_sqnr_layer_float_db is not None for r in self.layers)
         head = "| # | layer | op | SQNR dB | cosine | local SQNR dB | output SQNR dB, only this layer int8 |"
         lines = [
-            "# int8 per-layer error (ONNX Runtime)",
+            f"# int8 per-layer error ({self.runtime})",
             "",
             f"fp32 `{self.fp32}` vs int8 `{self.int8}` on {self.images} images. Final outputs SQNR: {outs}.",
             "",
-            head + (" AP50, this layer float (vs all int8) |" if ap else ""),
-            "|---|---|---|---|---|---|---|" + ("---|" if ap else ""),
+            head
+            + (" output SQNR dB, this layer float |" if flt else "")
+            + (" AP50, this layer float (vs all int8) |" if ap else ""),
+            "|---|---|---|---|---|---|---|" + ("---|" if flt else "") + ("---|" if ap else ""),
         ]
         if ap:
             lines.insert(3, f"\nAP50 on the val data: fp32 {self.ap50_fp32:.4f}, int8 {self.ap50_int8:.4f}.")
@@ -166,15 +177,83 @@ class ExplainReport:
                 only += " (scales differ)"
             name = r.node + ("" if r.quantized else " (float)")
             line = f"| {i} | `{name}` | {r.op} | {_db(r.sqnr_db)} | {r.cosine:.5f} | {_db(r.local_sqnr_db)} | {only} |"
+            if flt:
+                line += " - |" if r.output_sqnr_layer_float_db is None else f" {_db(r.output_sqnr_layer_float_db)} |"
             if ap:
                 ap50 = r.ap50_layer_float
                 delta = "-" if ap50 is None else f"{ap50:.4f} ({ap50 - self.ap50_int8:+.4f})"  # type: ignore[operator]
                 line += f" {delta} |"
             lines.append(line)
         if self.unmapped:
-            lines += ["", "Not in the fp32 model (not compared): " + ", ".join(f"`{u}`" for u in self.unmapped)]
+            lines += ["", "Not mapped to the fp32 model (not compared): " + ", ".join(f"`{u}`" for u in self.unmapped)]
         lines += [f"\n{n}" for n in self.notes]
         return "\n".join(lines) + "\n"
+
+
+def _matplotlib() -> Any:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise ImportError("--plot needs matplotlib: pip install matplotlib (it comes with 'edgedet[train]')") from exc
+    return Figure
+
+
+def _short(name: str) -> str:
+    """``/model/base_net/base_net.5/base_net.5.3/Conv`` -> ``base_net.5.3/Conv``."""
+    parts = [p for p in name.split("/") if p]
+    return "/".join(parts[-2:]) if parts else name
+
+
+def plot_report(report: ExplainReport, path: str | os.PathLike[str]) -> Path:
+    """Per layer in network order: SQNR (cumulative, against fp32) and local SQNR (the layer's own error) as
+    bars, the worst final output's SQNR as a line; layers left float are pale; bars beyond 20 dB above the
+    best SQNR (local SQNR of a layer adding next to no error, up to ``inf``) end at the top, hatched.
+    Written as PNG; needs matplotlib (an ``ImportError`` saying so)."""
+    figure_class = _matplotlib()
+    rows = sorted(report.layers, key=lambda r: math.inf if r.index is None else r.index)
+    finite = [r.sqnr_db for r in rows if math.isfinite(r.sqnr_db)]
+    top = max([*finite, 0.0]) + 20.0  # a layer adding (almost) no error has a local SQNR of 100+ dB or inf
+
+    def height(v: float) -> float:
+        return top if v >= top else max(v, 0.0)
+
+    n = max(len(rows), 1)
+    fig = figure_class(figsize=(max(8.0, 0.3 * n + 2.5), 5.5))
+    ax = fig.add_subplot(1, 1, 1)
+    x = np.arange(len(rows))
+    for offset, attr, color, label in (
+        (-0.21, "sqnr_db", "tab:blue", "SQNR vs fp32 (cumulative)"),
+        (0.21, "local_sqnr_db", "tab:orange", "local SQNR (this layer's own error)"),
+    ):
+        values = [getattr(r, attr) for r in rows]
+        bars = ax.bar(x + offset, [height(v) for v in values], width=0.42, color=color, label=label)
+        for bar, value, row in zip(bars, values, rows, strict=True):
+            if not row.quantized:
+                bar.set_alpha(0.35)
+            if value >= top:
+                bar.set_hatch("//")
+    outs = [v for v in report.output_sqnr_db.values() if math.isfinite(v)]
+    if outs:
+        ax.axhline(min(outs), color="tab:red", linestyle="--", linewidth=1, label="final output SQNR (worst output)")
+    ax.set_xticks(x)
+    ax.set_xticklabels([_short(r.node) for r in rows], rotation=90, fontsize=7)
+    ax.set_ylabel("dB (hatched: off the scale)")
+    ax.set_ylim(0, top * 1.04)
+    ax.set_xlim(-0.7, len(rows) - 0.3)
+    fig.suptitle(f"int8 per-layer SQNR ({report.runtime}): {Path(report.int8).name} vs {Path(report.fp32).name}")
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3, fontsize=8, frameon=False)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png", dpi=110)
+    return out
+
+
+def local_sqnr(nsr_out: float, nsr_in: float) -> float:
+    """The SQNR of the error a layer adds: ``-10*log10(NSR_out - NSR_in)`` (``inf`` when it adds none)."""
+    added = nsr_out - nsr_in
+    return math.inf if added <= 0 else (-math.inf if added == math.inf else -10.0 * math.log10(added))
 
 
 def _db(v: float) -> str:
@@ -337,9 +416,28 @@ def explain_int8(
     ``images``) and ``calib_images`` / ``calib_method`` must be the export's calibration settings for the
     "only this layer" column to use the int8 model's scales; ``top_k=0`` skips that column.
     ``all_layers`` also lists float (not quantised) nodes. With ``val`` (a dataset spec), the same ``top_k``
-    layers are also kept float one at a time (the rest quantised as the export does) and AP50 is measured.
+    layers are also kept float one at a time (the rest quantised as the export does): AP50 and output SQNR.
+
+    An ``int8_path`` ending in ``.tflite`` is explained by
+    :func:`edgedet.convert.int8_explain_tflite.explain_int8_tflite` (``calib_method`` does not apply there).
     """
     fp32_path, int8_path = Path(fp32_path), Path(int8_path)
+    for path in (fp32_path, int8_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such model file")
+    if int8_path.suffix.lower() == ".tflite":
+        from edgedet.convert.int8_explain_tflite import explain_int8_tflite
+
+        return explain_int8_tflite(
+            fp32_path, int8_path, images, limit=limit, top_k=top_k, calib=calib, calib_images=calib_images,
+            all_layers=all_layers, val=val, val_class_map=val_class_map, threads=threads,
+            show_progress=show_progress,
+        )  # fmt: skip
+    if int8_path.suffix.lower() != ".onnx" or fp32_path.suffix.lower() != ".onnx":
+        raise ValueError(
+            f"int8-explain: --int8 {int8_path.name} with --fp32 {fp32_path.name}: expected an int8 .onnx with its "
+            "fp32 .onnx, or an int8 .tflite with its fp32 .onnx (or fp32 .tflite)"
+        )
     fp32, int8 = onnx.load(fp32_path), onnx.load(int8_path)
     spec = read_metadata_spec(fp32, str(fp32_path))
     if isinstance(images, np.ndarray):
@@ -385,14 +483,14 @@ def explain_int8(
     del s_fp32, s_int8
 
     rows = []
-    for lay in keep:
+    for position, lay in enumerate(keep):
         if lay.output not in stats:
             continue
         st = stats[lay.output]
         nsr_in = max((stats[i].nsr for i in lay.inputs if i in stats), default=0.0)
-        added = st.nsr - nsr_in
-        local = math.inf if added <= 0 else (-math.inf if added == math.inf else -10.0 * math.log10(added))
-        rows.append(LayerError(lay.node, lay.op, lay.output, lay.quantized, st.sqnr, st.cosine, local))
+        row = LayerError(lay.node, lay.op, lay.output, lay.quantized, st.sqnr, st.cosine, local_sqnr(st.nsr, nsr_in))
+        row.index = position
+        rows.append(row)
     rows.sort(key=lambda r: (r.local_sqnr_db, r.sqnr_db))
     report = ExplainReport(
         str(fp32_path), str(int8_path), len(inputs), {n: s.sqnr for n, s in out_stats.items()}, rows, unmapped
@@ -411,11 +509,11 @@ def explain_int8(
                     show_progress)  # fmt: skip
         if val is not None:
             _ap50_sensitivity(report, chosen, fp32_path, int8_path, val, val_class_map, calib_inputs, calib_method,
-                              threads, show_progress)  # fmt: skip
+                              threads, show_progress, inputs, fp32_outputs)  # fmt: skip
     report.notes.append(
         "SQNR / cosine: the layer's output in the int8 model against the fp32 model's tensor of the same name "
-        "(all upstream error included). Local SQNR: the error this layer adds, -10·log10(NSR_out − NSR_in). "
-        "Not measured: the TFLite int8 path" + ("." if val is not None else "; AP50 sensitivity (give --val DATA).")
+        "(all upstream error included). Local SQNR: the error this layer adds, -10·log10(NSR_out − NSR_in)."
+        + ("" if val is not None else " Not measured: AP50 / output SQNR with a layer float (give --val DATA).")
     )
     return report
 
@@ -449,9 +547,26 @@ def _ap50_sensitivity(
     calib_method: str,
     threads: int | None,
     show: bool,
+    inputs: np.ndarray,
+    fp32_outputs: Sequence[Mapping[str, np.ndarray]],
 ) -> None:
     """AP50 (device code path, :func:`edgedet.edge.eval.evaluate.evaluate_detector`) of the fp32 and int8
-    models and of int8 with each ``chosen`` layer kept float."""
+    models and of int8 with each ``chosen`` layer kept float, and that model's final-output SQNR."""
+    ap50 = ap50_scorer(val, class_map, threads)
+    report.ap50_fp32, report.ap50_int8 = ap50(fp32_path), ap50(int8_path)
+    out_names = list(report.output_sqnr_db)
+    with tempfile.TemporaryDirectory(prefix="edgedet-explain-ap-") as tmp:
+        for i, row in enumerate(progress(chosen, len(chosen), "int8-explain: AP50, one layer float", show)):
+            path = _requantize(fp32_path, Path(tmp) / f"float_{i}.onnx", calib_inputs, calib_method, [row.node], False)
+            row.ap50_layer_float = ap50(path)
+            sqnr = _output_sqnr(fp32_outputs, _session(str(path), threads), inputs, out_names)
+            row.output_sqnr_layer_float_db = min(sqnr.values())
+
+
+def ap50_scorer(
+    val: str | os.PathLike[str], class_map: Mapping[str, str] | None, threads: int | None
+) -> Callable[[str | os.PathLike[str]], float]:
+    """``path -> AP50`` of a model file on the labelled ``val`` data, through the device code path."""
     from edgedet.edge.datasets.spec import load_dataset
     from edgedet.edge.eval.evaluate import EVAL_SCORE_THRESHOLD, evaluate_detector
     from edgedet.edge.runtime.detector import Detector
@@ -460,15 +575,11 @@ def _ap50_sensitivity(
     if not len(dataset):
         raise ValueError(f"--val {val}: no labelled image to evaluate")
 
-    def ap50(path: Path) -> float:
+    def ap50(path: str | os.PathLike[str]) -> float:
         detector = Detector.from_model(path, threads=threads, score_threshold=EVAL_SCORE_THRESHOLD)
         return float(evaluate_detector(detector, dataset, progress=False)["AP50"])
 
-    report.ap50_fp32, report.ap50_int8 = ap50(fp32_path), ap50(int8_path)
-    with tempfile.TemporaryDirectory(prefix="edgedet-explain-ap-") as tmp:
-        for i, row in enumerate(progress(chosen, len(chosen), "int8-explain: AP50, one layer float", show)):
-            path = _requantize(fp32_path, Path(tmp) / f"float_{i}.onnx", calib_inputs, calib_method, [row.node], False)
-            row.ap50_layer_float = ap50(path)
+    return ap50
 
 
 def _only_layer(
@@ -509,9 +620,15 @@ def _only_layer(
 
 
 def cli(args: argparse.Namespace) -> int:
-    """``edgedet int8-explain``: print the table; write it to ``--out`` (markdown) and ``--json``."""
+    """``edgedet int8-explain``: print the table; write it to ``--out`` (markdown), ``--json`` and ``--plot``."""
     from edgedet.edge.eval.evaluate import parse_class_map
 
+    plot = getattr(args, "plot", None)
+    if plot:
+        try:
+            _matplotlib()  # fail before the analysis, not after it
+        except ImportError as exc:
+            raise ValueError(str(exc)) from exc
     report = explain_int8(
         args.fp32,
         args.int8,
@@ -534,4 +651,6 @@ def cli(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    if plot:
+        plot_report(report, plot)
     return 0

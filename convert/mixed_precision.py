@@ -230,13 +230,21 @@ def _check_budget(budget: float) -> float:
     return float(budget)
 
 
-def _ranking(fp32_onnx: Path, int8_model: Path, inputs: np.ndarray, threads: int | None) -> list[str]:
-    """Quantised layers of ``int8_model``, worst local SQNR first (:func:`explain_int8`, no re-quantisation)."""
+# TFLite layers that only move data: keeping them float changes no arithmetic, so the search skips them
+_DATA_OPS = frozenset({"RESHAPE", "CONCATENATION", "TRANSPOSE", "PAD", "SQUEEZE", "PACK", "UNPACK", "QUANTIZE",
+                       "DEQUANTIZE", "GATHER", "SLICE", "STRIDED_SLICE", "SPLIT"})  # fmt: skip
+
+
+def _ranking(
+    fp32_onnx: Path, int8_model: Path, inputs: np.ndarray, threads: int | None, skip: frozenset[str] = frozenset()
+) -> list[str]:
+    """Quantised layers of ``int8_model`` (ONNX Runtime QDQ or TFLite), worst local SQNR first
+    (:func:`explain_int8`, no re-quantisation), without the layers in ``skip``."""
     from edgedet.convert.int8_explain import explain_int8
 
     report = explain_int8(fp32_onnx, int8_model, inputs, limit=len(inputs), top_k=0, threads=threads,
                           show_progress=False)  # fmt: skip
-    return [r.node for r in report.layers if r.quantized]
+    return [r.node for r in report.layers if r.quantized and r.node not in skip]
 
 
 def _finish(
@@ -254,13 +262,15 @@ def _finish(
     met: bool,
     resamples: int,
     threads: int | None,
+    show: bool,
 ) -> BudgetResult:
     """Bootstrap the chosen model against fp32 and time it against all-int8."""
     truth, dets_fp32 = fp32
     truth_mixed, dets_mixed = scorer.detections(out_path)
     if [t.image_id for t in truth_mixed] != [t.image_id for t in truth]:
         raise RuntimeError(f"{out_path}: did not see the same val images as the fp32 model")
-    delta: PairedDelta = paired_bootstrap(truth, dets_fp32, dets_mixed, scorer.labels, "AP50", resamples)
+    delta: PairedDelta = paired_bootstrap(truth, dets_fp32, dets_mixed, scorer.labels, "AP50", resamples,
+                                          show_progress=show)  # fmt: skip
     ratio = None
     if chosen:
         from edgedet.edge.bench.paired_bench import bench_paired
@@ -331,7 +341,7 @@ def ort_budget(
             for quantizer in quantizers.values():
                 quantizer.close()
         return _finish("onnxruntime", budget, scorer, fp32, out_path, plain, method, methods_ap50, chosen,
-                       len(ranking), trials, met, resamples, threads)  # fmt: skip
+                       len(ranking), trials, met, resamples, threads, show_progress)  # fmt: skip
 
 
 def tflite_budget(
@@ -350,7 +360,7 @@ def tflite_budget(
     """The TFLite int8 models (``out_paths``: I/O ``"float"`` and/or ``"int8"`` -> file) with the fewest
     layers kept float; ``plain_int8`` is the all-int8 float-I/O export (the baseline and the ranking's model).
     The TFLite converter calibrates MinMax only, so the method is not searched."""
-    from edgedet.convert.tflite_mixed import export_tflite_int8_keep_float
+    from edgedet.convert.tflite_mixed import export_tflite_int8_keep_float, tflite_layer_ops
 
     budget = _check_budget(budget)
     fp32_onnx, plain_int8 = Path(fp32_onnx), Path(plain_int8)
@@ -359,13 +369,15 @@ def tflite_budget(
     ap50_fp32 = float(coco_metrics(*fp32, scorer.labels)["AP50"])
     target = ap50_fp32 - budget / 100.0
     methods_ap50 = {"minmax": scorer.ap50(plain_int8)}
-    calib_nhwc = np.ascontiguousarray(calib_nchw.transpose(0, 2, 3, 1))
-    ranking = _ranking(fp32_onnx, plain_int8, calib_nchw[:RANKING_IMAGES], threads)
+    ops = tflite_layer_ops(fp32_onnx, show_progress=show_progress)
+    moves_data = frozenset(k for k, v in ops.items() if set(v.split("+")) <= _DATA_OPS)
+    ranking = _ranking(fp32_onnx, plain_int8, calib_nchw[:RANKING_IMAGES], threads, moves_data)
     with tempfile.TemporaryDirectory(prefix="edgedet-budget-tflite-") as tmp:
         count = iter(range(10**9))
 
         def convert(keep: Sequence[str], out: Path, io: str = "float") -> Path:
-            return export_tflite_int8_keep_float(fp32_onnx, out, calib_nhwc, list(keep), io=io, show_progress=False)
+            return export_tflite_int8_keep_float(fp32_onnx, out, calib_nchw, list(keep), calib_images=len(calib_nchw),
+                                                 io=io, show_progress=False)  # fmt: skip
 
         def score(keep: tuple[str, ...]) -> float:
             if not keep:
@@ -386,4 +398,4 @@ def tflite_budget(
             written.append(path)
         float_io = Path(out_paths.get("float", written[0]))
         return _finish("litert", budget, scorer, fp32, float_io, baseline, "minmax", methods_ap50, chosen,
-                       len(ranking), trials, met, resamples, threads)  # fmt: skip
+                       len(ranking), trials, met, resamples, threads, show_progress)  # fmt: skip

@@ -291,7 +291,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "int8-explain",
         "edgedet.convert.int8_explain:cli",
-        "where int8 goes wrong: per-layer SQNR / cosine of an int8 ONNX model against its fp32 model",
+        "where int8 goes wrong: per-layer SQNR / cosine of an int8 ONNX or TFLite model against its fp32 model",
         _int8_explain,
     ),
     Command(

@@ -60,9 +60,12 @@ def test_every_quantised_conv_is_reported_with_finite_errors(models):
         assert 0.9 < r.cosine < 1.0
     assert all(math.isfinite(v) for v in report.output_sqnr_db.values())
     assert set(report.output_sqnr_db) == {"scores", "locations"}
-    # sorted by the error each layer adds, worst first
+    # sorted by the error each layer adds, worst first; the network order kept for the plot
     local = [r.local_sqnr_db for r in report.layers]
     assert local == sorted(local)
+    order = sorted(report.layers, key=lambda r: r.index)
+    assert order[0].node == "/model/base_net/base_net.1/base_net.1.3/Conv"  # the first quantised conv
+    assert len({r.index for r in report.layers}) == len(report.layers)
     # the top-2 were re-quantised alone, with the same calibration inputs and so the int8 model's scales
     top = report.layers[:2]
     assert all(r.only_layer_output_sqnr_db is not None for r in top)
@@ -99,6 +102,21 @@ def test_a_badly_quantised_layer_comes_out_on_top(models, tmp_path):
     assert min(report.output_sqnr_db.values()) < min(good.output_sqnr_db.values())
 
 
+def test_plot_without_matplotlib_says_so(models, tmp_path, monkeypatch):
+    import sys
+
+    from edgedet.convert.int8_explain import plot_report
+
+    fp32, int8, folder, inputs = models
+    report = explain_int8(fp32, int8, inputs, top_k=0, show_progress=False)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(ImportError, match="pip install matplotlib"):
+        plot_report(report, tmp_path / "p.png")
+    argv = ["int8-explain", "--fp32", str(fp32), "--int8", str(int8), "--images", str(folder), "--top-k", "0"]
+    assert main([*argv, "--plot", str(tmp_path / "p.png")]) == 1  # before any work, a one-line error
+    assert not (tmp_path / "p.png").exists()
+
+
 def test_probing_does_not_change_what_the_runtime_computes(models):
     _, int8, _, inputs = models
     model = onnx.load(int8)
@@ -119,9 +137,10 @@ def test_cli_writes_markdown_and_json(models, tmp_path):
     out, js = tmp_path / "r.md", tmp_path / "r.json"
     argv = ["int8-explain", "--fp32", str(fp32), "--int8", str(int8), "--images", str(folder), "--limit", "3"]
     argv += ["--top-k", "1", "--calib-images", str(N_IMAGES), "--threads", "1", "--out", str(out), "--json", str(js)]
-    assert main(argv) == 0
+    assert main([*argv, "--plot", str(tmp_path / "plot.png")]) == 0
     text = out.read_text()
-    assert "| 1 |" in text and "local SQNR" in text
+    assert "| 1 |" in text and "local SQNR" in text and "(ONNX Runtime)" in text
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads(js.read_text())
     assert data["images"] == 3 and data["layers"][0]["only_layer_output_sqnr_db"] is not None
     assert data["layers"][0]["scales_match"] is True  # --images and its calibration are the same 4 frames
@@ -140,5 +159,6 @@ def test_ap50_with_each_top_layer_kept_float(models, tmp_path):
     assert report.ap50_fp32 is not None and report.ap50_int8 is not None
     for r in report.layers[:2]:
         assert r.ap50_layer_float is not None and 0.0 <= r.ap50_layer_float <= 1.0
-    assert all(r.ap50_layer_float is None for r in report.layers[2:])
+        assert r.output_sqnr_layer_float_db is not None and r.output_sqnr_layer_float_db > 0
+    assert all(r.ap50_layer_float is None and r.output_sqnr_layer_float_db is None for r in report.layers[2:])
     assert "AP50, this layer float" in report.markdown()

@@ -17,7 +17,7 @@ from test_export import small_checkpoint
 
 from edgedet.cli import main
 from edgedet.convert.calibration import calibration_tensors
-from edgedet.convert.mixed_precision import budget_markdown, ort_budget, search_keep_float
+from edgedet.convert.mixed_precision import budget_markdown, ort_budget, search_keep_float, tflite_budget
 from edgedet.convert.onnx_export import export_onnx, read_metadata_spec
 from edgedet.convert.quantize_onnx import quantize_onnx
 from edgedet.edge.datasets.sample import Dataset, Sample
@@ -225,3 +225,26 @@ def test_export_cli_writes_the_mixed_model_and_its_report(broken, tmp_path):
     assert report[0]["keep_float"] == []
     assert "# int8 under an accuracy budget" in (out / "int8_budget.md").read_text()
     assert (out / "m_int8.onnx").is_file()
+
+
+@pytest.mark.slow
+def test_tflite_budget_keeps_float_what_the_search_needs_and_writes_both_io_files(broken, tmp_path):
+    from edgedet.convert.tflite_mixed import export_tflite_int8_keep_float
+
+    fp32, inputs, val, _ = broken
+    plain = export_tflite_int8_keep_float(fp32, tmp_path / "plain.tflite", inputs, [], calib_images=len(inputs),
+                                          show_progress=False)  # fmt: skip
+    assert _ap50(plain, val) < 0.9
+    outs = {"float": tmp_path / "m_int8_float_io.tflite", "int8": tmp_path / "m_int8.tflite"}
+    result = tflite_budget(fp32, outs, plain, inputs, val, 5.0, resamples=20, show_progress=False)
+    assert result.runtime == "litert" and result.method == "minmax" and result.met
+    assert PW in result.keep_float
+    tried = {t.keep_float: t.ap50 for t in result.trials}
+    target = result.ap50_fp32 - 0.05
+    for layer in result.keep_float:  # 1-minimal: without any one of them the budget was missed
+        rest = tuple(k for k in result.keep_float if k != layer)
+        assert tried[rest] < target
+    assert result.ap50_mixed == pytest.approx(_ap50(outs["float"], val)) and result.ap50_mixed >= target
+    for path in outs.values():  # both I/O variants were written, with the float layers in their spec
+        detector = Detector.from_model(path, threads=1)
+        assert list(detector.spec.extra["float_layers"]) == result.keep_float
