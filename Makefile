@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.edgedet-installed
 
-.PHONY: demo test lint install clean bench-tracking bench-gating device-check
+.PHONY: demo test lint install clean bench-tracking bench-gating device-check docs
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The docs site (mkdocs.yml, pages in docs/) into site/, in strict mode: a broken link or anchor, a missing page
+# or a page left out of the nav fails. Offline: no web fonts, no CDN. `make test` builds it too (test_docs_site.py).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 # Third-party trackers for `edgedet bench tracking`, never in .venv: supervision, trackers and TrackEval require
 # opencv-python (clashes with opencv-python-headless) and norfair pins numpy<2 (it runs on numpy 2): hence --no-deps.

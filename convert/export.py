@@ -7,6 +7,8 @@ Files are named after the checkpoint: ``best.onnx``, ``best_int8.onnx``, ``best_
 ``best_fp32.json`` spec), ``best_fp16``, ``best_dynamic``, ``best_int8`` (int8 in and out),
 ``best_int8_float_io`` (int8 inside, float in and out). Parity against the checkpoint runs by default
 (:mod:`edgedet.convert.parity`); its table is printed and written to ``parity.txt`` in the output folder.
+A QAT checkpoint (``edgedet train ... qat.enabled=true``) gets int8 files with its trained quantisation
+scales instead of calibrated ones (:mod:`edgedet.convert.qat_export`), checked against its fake-quantised model.
 ``--int8-budget POINTS --val DATA`` keeps the fewest layers float that bring each int8 model within that many
 AP50 points of fp32 (:mod:`edgedet.convert.mixed_precision`; ``int8_budget.md``); exit status 4 when no
 tried set meets it (the best found is still written).
@@ -28,6 +30,7 @@ from edgedet.convert.checkpoint_input import open_checkpoint
 from edgedet.convert.mixed_precision import BudgetResult, budget_markdown, ort_budget, tflite_budget
 from edgedet.convert.onnx_export import export_onnx
 from edgedet.convert.parity import ParityReport, check_parity
+from edgedet.convert.qat_export import export_qat_onnx, open_qat_checkpoint, patch_tflite_files
 from edgedet.convert.quantize_onnx import quantize_onnx
 from edgedet.convert.tflite_export import FLOAT_VARIANTS, INT8_VARIANTS, export_tflite
 from edgedet.edge.datasets.sample import Dataset
@@ -91,6 +94,9 @@ def export_all(
         raise ValueError(f"--calib-images: expected a positive number, got {calib_images}")
     val_set = _budget_val(int8_budget, int8, val, val_class_map)
     _, spec = open_checkpoint(ckpt, head)  # a bad checkpoint fails here, before anything is written
+    qat = open_qat_checkpoint(ckpt) if int8 else None  # QAT: int8 files with the trained scales
+    if qat is not None and int8_budget is not None:
+        raise ValueError(f"--int8-budget: {ckpt} is a QAT checkpoint, whose int8 files keep its trained scales")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = Path(ckpt).stem
@@ -102,7 +108,11 @@ def export_all(
         log.info("wrote %s", onnx_path)
         if "onnx" in formats:
             written["onnx"] = onnx_path
-            if int8:
+            if qat is not None:
+                written["onnx_int8"] = export_qat_onnx(
+                    qat, out_dir / f"{stem}_int8.onnx", boxes_in_graph=boxes_in_graph, peaks=peaks
+                )
+            elif int8:
                 written["onnx_int8"] = quantize_onnx(
                     onnx_path,
                     out_dir / f"{stem}_int8.onnx",
@@ -119,6 +129,8 @@ def export_all(
                     onnx_path, out_dir, variants, calib_nhwc=calib_nhwc, stem=stem, show_progress=show_progress
                 )
             )
+            if qat is not None:  # the converter's calibrated int8 files, activation scales set to the trained ones
+                patch_tflite_files(qat, written, INT8_VARIANTS)
         if val_set is not None and int8_budget is not None:
             results = _apply_budget(onnx_path, written, calib_nchw, val_set, int8_budget, show_progress)
             _publish_budget(results, out_dir)

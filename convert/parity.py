@@ -12,6 +12,12 @@ on the same images as the checkpoint (:class:`edgedet.training.module_backend.Mo
   comparison (either side may legitimately drop them).
 * **reduced-precision models** (int8, fp16 weights, dynamic range): PyTorch's detections are matched
   (same class, IoU >= 0.5, greedy by score) and the recall must reach ``min_recall`` (95%).
+* **int8 files of a QAT checkpoint** (spec ``extra["qat"]``, :mod:`edgedet.convert.qat_export`): compared
+  with the checkpoint's fake-quantised model (in its folded device form) instead of the float one:
+  detections as above (those scoring within TFLite's int8 score step, 1/256, of the threshold left out:
+  the QAT model's tail is float), and 99 % of the raw output values within ``QAT_MAX_STEPS`` (2) int8 steps of it
+  (:func:`edgedet.convert.qat_export.output_steps`; the rest are rounding ties that flipped and spread
+  through the layers). The table's ``max|diff|`` column shows that 99th percentile and the maximum.
 
 Detections are compared at the checkpoint's score threshold, the same for every model. Where the
 checkpoint finds nothing at it on the parity images (a briefly trained CenterNet peaks at 0.2-0.3, below
@@ -47,6 +53,8 @@ BOX_TOL = 1e-3
 MIN_RECALL = 0.95
 MATCH_IOU = 0.5
 PARITY_SCORE_THRESHOLD = 0.1
+QAT_MAX_STEPS = 2.0  # int8 steps within which 99 % of a QAT int8 file's outputs must follow the QAT model
+QAT_SCORE_STEP = 1 / 256  # TFLite's int8 softmax / sigmoid output step: detections this close to the threshold
 
 
 @dataclass
@@ -64,6 +72,8 @@ class ParityRow:
     mismatched_images: int = 0
     passed: bool = False
     note: str = ""
+    steps_p99: float | None = None  # QAT int8 files: |output - fake-quantised model's| in int8 steps
+    steps_max: float | None = None
 
     @property
     def recall(self) -> float:
@@ -90,6 +100,8 @@ class ParityReport:
         lines = []
         for r in self.rows:
             diff = f"{r.max_abs_diff:.2e}" if r.exact else "-"
+            if r.steps_p99 is not None:
+                diff = f"{r.steps_p99:.1f}/{r.steps_max:.1f} steps"
             kind = f"fp32 (<= {self.atol:g})" if r.exact else f"approx (>= {self.min_recall:.0%})"
             result = "ok" if r.passed else "FAIL" + (f": {r.note}" if r.note else "")
             lines.append(
@@ -208,6 +220,7 @@ def check_parity(
     model, spec = open_checkpoint(ckpt)
     named = dict(exported) if isinstance(exported, Mapping) else {Path(p).name: p for p in exported}
     reference = Detector(ModuleBackend(model, spec), spec)
+    quantized, steps = _qat_reference(ckpt, spec)  # a QAT checkpoint's fake-quantised model, else None
     detectors: dict[str, Detector] = {}
     for name, path in named.items():
         det = Detector.from_model(path, threads=1)
@@ -220,20 +233,25 @@ def check_parity(
             )
         detectors[name] = det
     frames = _images(images, max_images)
-    ref_runs = []
+    ref_runs, qat_runs = [], []
     for frame in frames:
         tensor, transform = reference.preprocess(frame)
         ref_runs.append((reference.backend.run(tensor), transform))
+        if quantized is not None:
+            qat_runs.append(quantized.backend.run(tensor))
     threshold = spec.score_threshold
     if not any(reference.decode(out, t) for out, t in ref_runs):
         threshold = min(threshold, PARITY_SCORE_THRESHOLD)  # nothing reaches the default: compare lower
         reference = Detector(reference.backend, replace(spec, score_threshold=threshold))
+    if quantized is not None:
+        quantized = Detector(quantized.backend, replace(spec, score_threshold=threshold))
     for name, det in list(detectors.items()):
         detectors[name] = Detector(det.backend, replace(det.spec, score_threshold=threshold))
     report = ParityReport(atol=atol, min_recall=min_recall)
     rows = {n: ParityRow(n, Path(p), is_exact(detectors[n].spec)) for n, p in named.items()}
-    for frame, (ref_out, transform) in progress(
-        zip(frames, ref_runs, strict=True), len(frames), "parity", show_progress
+    step_diffs: dict[str, list[np.ndarray]] = {}
+    for i, (frame, (ref_out, transform)) in enumerate(
+        progress(zip(frames, ref_runs, strict=True), len(frames), "parity", show_progress)
     ):
         ref_dets = reference.decode(ref_out, transform)
         for name, det in detectors.items():
@@ -242,8 +260,13 @@ def check_parity(
             out = det.backend.run(x)
             dets = det.decode(out, t)
             row.images += 1
-            row.reference_detections += len(ref_dets)
-            matched, extra = count_matches(ref_dets, dets)
+            against = ref_dets
+            if quantized is not None and "qat" in det.spec.extra and not row.exact:  # vs the fake-quantised model
+                # its tail is float; TFLite's int8 softmax / sigmoid output moves a score by up to a step
+                against = [d for d in quantized.decode(qat_runs[i], t) if d.score > threshold + QAT_SCORE_STEP]
+                step_diffs.setdefault(name, []).append(_step_diff(det, out, qat_runs[i], steps))
+            row.reference_detections += len(against)
+            matched, extra = count_matches(against, dets)
             row.matched += matched
             row.extra_detections += extra
             if row.exact:
@@ -262,5 +285,37 @@ def check_parity(
         else:
             row.passed = row.recall >= min_recall
             row.note = "" if row.passed else f"recall {row.recall:.1%} < {min_recall:.0%}"
+            diffs = np.concatenate(step_diffs.get(row.name, [np.zeros(0)]))
+            if diffs.size:
+                row.steps_p99, row.steps_max = float(np.quantile(diffs, 0.99)), float(diffs.max())
+                if row.steps_p99 > QAT_MAX_STEPS + 0.01:  # steps are integers up to float rounding
+                    row.passed = False
+                    far = (
+                        f"99 % of outputs within {row.steps_p99:.1f} int8 steps of the QAT model (> {QAT_MAX_STEPS:g})"
+                    )
+                    row.note = "; ".join(filter(None, [row.note, far]))
         report.rows.append(row)
     return report
+
+
+def _qat_reference(ckpt: str | os.PathLike[str], spec: ModelSpec) -> tuple[Detector | None, dict[str, float]]:
+    """A QAT checkpoint's fake-quantised model (folded device form) as a detector and one int8 step per
+    output role; ``(None, {})`` for a float checkpoint."""
+    from edgedet.convert.qat_export import export_model, open_qat_checkpoint, output_steps
+    from edgedet.training.module_backend import ModuleBackend
+
+    qat = open_qat_checkpoint(ckpt)
+    if qat is None:
+        return None, {}
+    return Detector(ModuleBackend(export_model(qat.model), spec), spec), output_steps(qat.model)
+
+
+def _step_diff(det: Detector, out: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray], steps: Mapping[str, float]):
+    """|candidate - fake-quantised model| in int8 steps, every value of the roles that have a step."""
+    cand, want = _canonical(det, out, ref)
+    parts = []
+    for role, value in want.items():
+        same = to_layout_of(cand[role], value)
+        if role in steps and same is not None:
+            parts.append((np.abs(same.astype(np.float64) - value.astype(np.float64)) / steps[role]).reshape(-1))
+    return np.concatenate(parts) if parts else np.zeros(0)

@@ -282,6 +282,21 @@ def test_capture_thread_loops_or_finishes_files(tmp_path):
     assert not once.is_alive() and time.monotonic() - t0 < 1.0
 
 
+def test_a_looping_still_image_is_one_scene_and_a_folder_is_not(tmp_path):
+    """One image file replayed is the same scene (its objects must not end at each loop, or a still image
+    never yields object events); a folder or a video that starts again is a new scene."""
+    image = np.full((24, 32, 3), 90, np.uint8)
+    cv2.imwrite(str(tmp_path / "a.png"), image)
+    cv2.imwrite(str(tmp_path / "b.png"), image)
+    for path, still in ((tmp_path / "a.png", True), (tmp_path, False)):
+        thread = CaptureThread(lambda p=path: open_source(str(p)), FrameSlot(), loop=True, pace_fps=0)
+        thread.start()
+        assert wait_until(lambda t=thread: t.loops >= 3)
+        thread.stop()
+        thread.join(timeout=1.0)
+        assert (thread.scene_loops == 0) == still and thread.scene_loops <= thread.loops
+
+
 def test_files_are_paced_at_their_frame_rate(tmp_path):
     path = write_video(tmp_path / "v.avi", n=10, fps=50.0)
     thread = CaptureThread(lambda: open_source(str(path)), FrameSlot(), loop=False)

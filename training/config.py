@@ -1,7 +1,7 @@
 """The training config: one YAML for model, data, augmentation, optimiser, schedule and evaluation.
 
 Every key is written once, below (:class:`TrainingConfig`): its type, default, bounds and meaning. The
-table in ``README.md`` and ``config.schema.json`` beside this file are generated from these models
+page ``docs/reference/config-training.md`` and ``config.schema.json`` beside this file are generated from these models
 (``python -m edgedet.config_docs --write``). ``load_config(path, ["optimizer.lr=0.01",
 "epochs=5"])`` merges the file and the command-line overrides over the defaults and validates the result:
 an unknown key or a bad value fails at start, naming the file (or the override), the key and what was
@@ -166,6 +166,37 @@ class EmaSection(StrictModel):
     )
 
 
+class QatSection(StrictModel):
+    """Quantisation-aware fine-tuning of a trained checkpoint (:mod:`edgedet.training.qat`)."""
+
+    enabled: Flag = Field(
+        False,
+        description="fine-tune `qat.init` with fake int8 quantisation (BatchNorm folded, per-channel int8 weights, "
+        "8-bit activations as the int8 exports run them); writes `qat_last.pt` / `qat_best.pt`, which "
+        "`edgedet export --int8` exports with the trained scales",
+    )
+    init: Text = Field(
+        "", description="the trained checkpoint to fine-tune (needed when `qat.enabled`), e.g. `runs/x/best.pt`"
+    )
+    epochs: Annotated[Int, Field(ge=0)] = Field(
+        0, description="QAT epochs; 0: 4 % of the epochs `qat.init` was trained for (at least 1)"
+    )
+    lr: Annotated[Number, Field(ge=0)] = Field(
+        0.0, description="peak learning rate of the fine-tune (cosine, no warm-up); 0: 1 % of `optimizer.lr`"
+    )
+    freeze_bn_after: ZeroToOne = Field(
+        0.5, description="fraction of the QAT steps after which BatchNorm statistics freeze (1: never)"
+    )
+    freeze_observers_after: ZeroToOne = Field(
+        0.5, description="fraction of the QAT steps after which the activation ranges freeze (1: never)"
+    )
+    target: Literal["ort", "tflite", "both"] = Field(
+        "both",
+        description="int8 graph to match: `ort` (float stem, a range per SSD head level), `tflite` / `both` "
+        "(all int8, one range for all SSD head levels: both runtimes follow the QAT model within 1-2 int8 steps)",
+    )
+
+
 class TrainingConfig(StrictModel):
     """The training config (``edgedet train --config FILE [key.sub=value ...]``); every key is optional."""
 
@@ -190,6 +221,7 @@ class TrainingConfig(StrictModel):
     schedule: Annotated[ScheduleSection, SectionInput] = section(ScheduleSection, "the learning-rate schedule")
     eval: Annotated[EvalSection, SectionInput] = section(EvalSection, "evaluation during training")
     ema: Annotated[EmaSection, SectionInput] = section(EmaSection, "moving average of the weights")
+    qat: Annotated[QatSection, SectionInput] = section(QatSection, "quantisation-aware fine-tuning")
 
 
 DEFAULTS: dict[str, Any] = TrainingConfig().model_dump()

@@ -7,6 +7,9 @@ class names, are written atomically (``last.pt`` every epoch, ``best.pt`` on the
 val split big enough to pick on, else the final weights), and ``--resume`` continues exactly: the
 optimiser, schedule, epoch, the moving average of the weights and the data order (a function of the seed
 and epoch) are restored. What is evaluated, saved and exported is the moving average (:mod:`.ema`).
+With ``qat.enabled`` the run fine-tunes ``qat.init`` with fake int8 quantisation instead (:mod:`.qat`):
+the ``qat`` section sets its epochs and learning rate, and its files are ``qat_last.pt``, ``qat_best.pt``
+and ``qat_metrics.csv`` (so ``out`` may be the original run's folder).
 """
 
 from __future__ import annotations
@@ -40,6 +43,14 @@ from edgedet.training.ema import ModelEMA
 from edgedet.training.evaluate import evaluate_model
 from edgedet.training.losses import CenterNetLoss, MultiBoxLoss
 from edgedet.training.model_factory import build_model
+from edgedet.training.qat import (
+    QatSchedule,
+    float_model,
+    prepare_qat,
+    qat_checkpoint_entries,
+    qat_run_config,
+    start_qat_model,
+)
 
 __all__ = ["build_spec", "cli", "make_loss", "make_optimizer", "make_train_loader", "step_losses", "train"]
 
@@ -273,6 +284,7 @@ class _Loop:
     head: str
     parts: tuple[str, ...]  # the loss components after the total, as named in the metrics
     ema: ModelEMA | None = None  # the averaged weights: what is evaluated, saved and exported
+    qat: QatSchedule | None = None  # quantisation-aware fine-tuning: freezes BatchNorm and the observers
 
     @property
     def kept(self) -> nn.Module:
@@ -281,6 +293,8 @@ class _Loop:
 
 
 def _train(config: dict[str, Any], resume: str | None, dd: _Dist, device: torch.device) -> dict[str, Any]:
+    if config["qat"]["enabled"]:
+        config = qat_run_config(config, resume)
     clock = _Clock(config["time_limit_minutes"] * 60)
     out = Path(config["out"])
     torch.manual_seed(config["seed"])
@@ -290,7 +304,7 @@ def _train(config: dict[str, Any], resume: str | None, dd: _Dist, device: torch.
     loop = _build_loop(config, spec, model, train_set, dd, device, clock, start.checkpoint)
     if dd.main:
         _announce(config, spec, train_set, out, dd, device)
-    writer = _tensorboard(out) if dd.main else None
+    writer = _tensorboard(out, _file(config, "tb")) if dd.main else None
     selection, history = start.selection, start.history
     if val_set is not None:
         big_enough = len(val_set) >= config["eval"]["select_min_images"]
@@ -312,7 +326,7 @@ def _train(config: dict[str, Any], resume: str | None, dd: _Dist, device: torch.
         history.append(metrics)
         if dd.main:
             new_best = _select(config, selection, metrics)
-            _record_epoch(out, writer, epoch, metrics)
+            _record_epoch(out, writer, epoch, metrics, _file(config, "metrics.csv"))
             _save_checkpoints(out, config, loop, spec, epoch, history, selection, new_best)
         dd.barrier()
         if stopped_early:
@@ -323,8 +337,8 @@ def _train(config: dict[str, Any], resume: str | None, dd: _Dist, device: torch.
         writer.close()
     return {
         "out": str(out),
-        "last": str(out / "last.pt"),
-        "best": str(out / "best.pt") if (out / "best.pt").is_file() else None,
+        "last": str(out / _file(config, "last.pt")),
+        "best": str(out / _file(config, "best.pt")) if (out / _file(config, "best.pt")).is_file() else None,
         "metrics": metrics,
         "epochs_run": epoch + 1,
         "wall_s": clock.elapsed(),
@@ -355,9 +369,17 @@ def _build_model(
         if ckpt_spec != spec:
             raise ValueError(f"{resume}: its model spec differs from this config's; resume with the same config")
         model.load_state_dict(ckpt.get("train_model", ckpt["model"]))  # the raw weights, when averaged
+        if ("qat_model" in ckpt) != bool(config["qat"]["enabled"]):
+            raise ValueError(f"{resume}: resume a QAT checkpoint with qat.enabled=true, and only a QAT one with it")
+        if config["qat"]["enabled"]:
+            prepare_qat(model, spec, ckpt["qat"]["target"]).to(device)
+            model.load_state_dict(ckpt["qat_model"])
         selection = _Selection(**ckpt["selection"]) if "selection" in ckpt else _Selection()
         start = _Start(int(ckpt["epoch"]) + 1, selection, list(ckpt.get("history", [])), ckpt)
         return model, spec, start
+    if config["qat"]["enabled"]:
+        model, spec = start_qat_model(config, spec, device)
+        return model, spec, _Start()
     if config["model"]["init"]:
         _, _, init = load_checkpoint(config["model"]["init"])
         model.load_state_dict(init["model"])
@@ -434,7 +456,17 @@ def _build_loop(
         head=spec.head,
         parts=parts,
         ema=ema,
+        qat=_qat_schedule(config, model, len(loader)),
     )
+
+
+def _qat_schedule(config: dict[str, Any], model: nn.Module, steps_per_epoch: int) -> QatSchedule | None:
+    """A QAT run's BatchNorm / observer freezing over its ``epochs``; ``None`` for ordinary training."""
+    qat = config["qat"]
+    if not qat["enabled"]:
+        return None
+    total = config["epochs"] * max(1, steps_per_epoch)
+    return QatSchedule(model, total, qat["freeze_bn_after"], qat["freeze_observers_after"])
 
 
 def _make_scheduler(
@@ -506,6 +538,8 @@ def _train_epoch(
 
 def _step(loop: _Loop, images: torch.Tensor, targets: dict[str, torch.Tensor]):
     """One optimisation step on a batch (AMP on CUDA when asked, gradients clipped at norm 10); its losses."""
+    if loop.qat is not None:
+        loop.qat.before_step(loop.scheduler.last_epoch)  # the steps taken so far (exact on resume)
     autocast = torch.autocast("cuda", dtype=torch.float16) if loop.use_amp else nullcontext()
     with autocast:
         losses = step_losses(loop.net(images), targets, loop.head, loop.loss_fn)
@@ -546,10 +580,15 @@ def _evaluate(
     return spec
 
 
-def _record_epoch(out: Path, writer: Any, epoch: int, metrics: dict[str, Any]) -> None:
+def _file(config: dict[str, Any], name: str) -> str:
+    """A run file's name: ``qat_``-prefixed for a QAT fine-tune (it may share the original run's folder)."""
+    return f"qat_{name}" if config["qat"]["enabled"] else name
+
+
+def _record_epoch(out: Path, writer: Any, epoch: int, metrics: dict[str, Any], csv_name: str = "metrics.csv") -> None:
     """Rank 0: the epoch's metrics to the log, ``metrics.csv`` and TensorBoard (when installed)."""
     log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items() if k != "epoch"))
-    _append_csv(out / "metrics.csv", metrics)
+    _append_csv(out / csv_name, metrics)
     if writer is not None:
         for k, v in metrics.items():
             writer.add_scalar(k, v, epoch + 1)
@@ -598,9 +637,13 @@ def _save_checkpoints(
     }
     if loop.ema is not None:
         state.update(train_model=loop.model.state_dict(), ema=loop.ema.state())
-    save_checkpoint(out / "last.pt", loop.kept, spec, **state)
+    kept = loop.kept
+    if loop.qat is not None:  # the float network with the QAT weights, plus the fake-quantised model's state
+        state.update(qat_checkpoint_entries(kept))
+        kept = float_model(kept, spec)
+    save_checkpoint(out / _file(config, "last.pt"), kept, spec, **state)
     if new_best:
-        save_checkpoint(out / "best.pt", loop.kept, spec, **state)
+        save_checkpoint(out / _file(config, "best.pt"), kept, spec, **state)
 
 
 def _single_threaded_worker(_: int) -> None:
@@ -635,12 +678,12 @@ def _append_csv(path: Path, row: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _tensorboard(out: Path):
+def _tensorboard(out: Path, name: str = "tb"):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is optional
         return None
-    return SummaryWriter(str(out / "tb"))
+    return SummaryWriter(str(out / name))
 
 
 def cli(args: argparse.Namespace) -> int:

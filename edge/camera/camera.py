@@ -190,7 +190,7 @@ class Camera:
         self._last_ok = time.monotonic()  # the last frame processed successfully (or the start)
         self._captured_at_ok = 0  # capture.captured then
         self._outcomes: collections.deque[list[int]] = collections.deque(maxlen=300)  # [second, ok, failed]
-        self._source_epoch = (0, 0)  # (reconnects, loops) of the capture: a change ends every object
+        self._source_epoch = (0, 0)  # (reconnects, scene_loops) of the capture: a change ends every object
         self._last_extra: Any = None
 
     # ------------------------------------------------------------------------------------------ frames
@@ -246,7 +246,7 @@ class Camera:
 
     def check_source_restart(self) -> None:
         """The source reconnected or a file looped: the objects seen before are gone (``end`` events)."""
-        epoch = (self.capture.reconnects, self.capture.loops)
+        epoch = (self.capture.reconnects, self.capture.scene_loops)
         if epoch != self._source_epoch:
             reason = "source restarted" if epoch[0] != self._source_epoch[0] else "source looped"
             self._source_epoch = epoch

@@ -98,7 +98,8 @@ class CaptureThread(threading.Thread):
 
     ``state`` is ``connecting``, ``streaming``, ``waiting`` (backing off before a reconnect), ``finished``
     (a file or folder played once, ``loop`` off) or ``stopped``. Counters: ``captured``, ``reconnects``
-    (attempts to re-open after a failure), ``loops``; ``heartbeat`` is the monotonic time of the last
+    (attempts to re-open after a failure), ``loops`` and ``scene_loops`` (loops that show another scene: not
+    those of a single still image, whose objects stay where they were); ``heartbeat`` is the monotonic time of the last
     progress, for stall detection. ``last_error`` says why the source failed (credentials hidden) until a
     frame comes again.
     """
@@ -126,6 +127,7 @@ class CaptureThread(threading.Thread):
         self.captured = 0
         self.reconnects = 0
         self.loops = 0
+        self.scene_loops = 0
         self.last_error: str | None = None
         self.heartbeat = time.monotonic()
         self._healthy_since = time.monotonic()  # since the last successful (re)connect
@@ -209,6 +211,7 @@ class CaptureThread(threading.Thread):
                 image, position = source.read()
             except SourceEnded:
                 self.loops += 1
+                self.scene_loops += 0 if getattr(source, "still", False) else 1
                 if self.loop:
                     log.debug("%s: end reached, looping", self.what)
                 return False

@@ -1,7 +1,7 @@
 """The camera daemon's configuration: a YAML file, command-line overrides, validation up front.
 
-Every key is written once, below: its type, default, bounds and meaning. The table in ``deploy/README.md``
-and ``config.schema.json`` beside this file are generated from these models
+Every key is written once, below: its type, default, bounds and meaning. The reference page
+``docs/reference/config-daemon.md`` and ``config.schema.json`` beside this file are generated from these models
 (``python -m edgedet.config_docs --write``). :func:`load_config` merges the file with the
 overrides and validates everything before the daemon starts: a bad value raises ``ValueError`` naming the
 file, the key and the reason (``camera.yaml: http.port: expected an integer in 0..65535, got 'abc'``),

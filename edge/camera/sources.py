@@ -255,6 +255,7 @@ class ImageFilesSource:
             self._images = [self.path]
         else:
             raise SourceError(f"{self.path}: no such image or folder")
+        self.still = len(self._images) == 1  # looping one image shows the same scene: its objects stay
         self._next = 0
         self._read = 0
 

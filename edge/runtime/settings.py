@@ -501,7 +501,8 @@ def _type_cells(tp: Any, metadata: Sequence[Any] = ()) -> tuple[str, str]:
         item, item_bounds = _type_cells(args[0]) if args else ("value", "")
         size = _length(meta).strip()
         parts = [f"{size} items" if size else "", f"each {item_bounds}" if item_bounds else ""]
-        return f"list of {item}s", ", ".join(p for p in parts if p)
+        plural = "lists of " + item.removeprefix("list of ") if item.startswith("list of ") else item + "s"
+        return f"list of {plural}", ", ".join(p for p in parts if p)
     if get_origin(tp) in (dict, Mapping) or tp is dict:
         return "mapping", ""
     if isinstance(tp, type) and issubclass(tp, BaseModel):
