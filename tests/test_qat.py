@@ -299,7 +299,8 @@ def test_export_of_a_qat_checkpoint_uses_the_trained_scales(lively_qat):
     rows = {r.name: r for r in report.rows}
     for key in ("onnx_int8", "tflite_int8", "tflite_int8_float_io"):
         row = rows[key]
-        assert row.steps_p99 is not None and row.steps_p99 <= QAT_MAX_STEPS + 0.01, report.table()
+        # the gate allows QAT_MAX_STEPS for deep 320x240 models; this small one follows within 2 steps
+        assert row.steps_p99 is not None and row.steps_p99 <= min(2.0, QAT_MAX_STEPS) + 0.01, report.table()
         assert row.passed, report.table()
     assert report.passed, report.table()
     # the TFLite tensors carry the QAT scales: a conv's output, found by its weights

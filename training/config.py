@@ -193,7 +193,7 @@ class QatSection(StrictModel):
     target: Literal["ort", "tflite", "both"] = Field(
         "both",
         description="int8 graph to match: `ort` (float stem, a range per SSD head level), `tflite` / `both` "
-        "(all int8, one range for all SSD head levels: both runtimes follow the QAT model within 1-2 int8 steps)",
+        "(all int8, one range for all SSD head levels: both runtimes follow the QAT model within a few int8 steps)",
     )
 
 

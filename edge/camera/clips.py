@@ -304,7 +304,7 @@ class _VideoFile:
     def write(self, image: np.ndarray) -> None:
         if self.frames and self.frames % self.CHECK_EVERY == 0:
             self._check_space()
-        self._writer.write(image)
+        self._writer.write(np.ascontiguousarray(image))  # OpenCV 5 crashed writing a strided view
         self.frames += 1
 
     def close(self) -> None:
