@@ -248,3 +248,30 @@ def test_tflite_budget_keeps_float_what_the_search_needs_and_writes_both_io_file
     for path in outs.values():  # both I/O variants were written, with the float layers in their spec
         detector = Detector.from_model(path, threads=1)
         assert list(detector.spec.extra["float_layers"]) == result.keep_float
+
+
+def test_export_exits_4_and_keeps_the_best_model_when_the_budget_is_not_met(tmp_path, monkeypatch, capsys):
+    """The CLI's contract for an unmet budget (the search's own unmet result is tested above): the best
+    model found is written, the report says "no", and the exit status is 4 (3 stays parity's)."""
+    import edgedet.convert.export as export_module
+    from edgedet.edge.datasets.synthetic import generate_synthetic
+
+    real = export_module.ort_budget
+
+    def unmet(*args, **kwargs):
+        result = real(*args, **{**kwargs, "max_trials": 1})
+        result.met = False
+        return result
+
+    monkeypatch.setattr(export_module, "ort_budget", unmet)
+    data = generate_synthetic(tmp_path / "data", 8, size=(160, 120), seed=3, classes=("circle", "square"))
+    ckpt = small_checkpoint(tmp_path / "m.pt", "ssd")
+    out = tmp_path / "out"
+    code = main(
+        ["export", "--checkpoint", str(ckpt), "--out", str(out), "--int8", "--calib", str(data / "JPEGImages"),
+         "--int8-budget", "0", "--val", f"voc:{data}:val", "--class-map", "circle=a,square=b", "--no-parity"]
+    )  # fmt: skip
+    assert code == 4
+    assert "int8 budget not met" in capsys.readouterr().out
+    assert "| onnxruntime | 0 | **no** |" in (out / "int8_budget.md").read_text()
+    assert (out / "m_int8.onnx").is_file()
