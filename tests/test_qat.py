@@ -12,6 +12,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 from test_export import lively, small_spec
+from test_train import TINY
 from torch import nn
 
 from edgedet.convert import qat_export
@@ -22,17 +23,6 @@ from edgedet.training.checkpoint import load_checkpoint, save_checkpoint
 from edgedet.training.config import load_config
 from edgedet.training.model_factory import build_model
 from edgedet.training.train import train
-
-TINY = [
-    "data.train=synthetic:24:train",
-    "data.val=synthetic:24:val",
-    "model.input_size=[128, 96]",
-    "model.base_channel=8",
-    "batch_size=8",
-    "workers=0",
-    "optimizer.name=adamw",
-    "optimizer.lr=0.003",
-]
 
 
 @pytest.fixture(autouse=True)
