@@ -27,7 +27,7 @@ from typing import Any
 
 from edgedet.convert.calibration import CalibSource, calibration_tensors
 from edgedet.convert.checkpoint_input import open_checkpoint
-from edgedet.convert.mixed_precision import BudgetResult, budget_markdown, ort_budget, tflite_budget
+from edgedet.convert.mixed_precision import BudgetResult, budget_markdown, check_budget, ort_budget, tflite_budget
 from edgedet.convert.onnx_export import export_onnx
 from edgedet.convert.parity import ParityReport, check_parity
 from edgedet.convert.qat_export import export_qat_onnx, open_qat_checkpoint, patch_tflite_files
@@ -157,8 +157,7 @@ def _budget_val(
         raise ValueError("--int8-budget applies to int8 models: add --int8 (and --calib DATA)")
     if not val:
         raise ValueError("--int8-budget needs labelled val data to judge accuracy: give --val DATA (a dataset spec)")
-    if not budget >= 0:
-        raise ValueError(f"--int8-budget: expected AP50 points >= 0 (e.g. 0.5), got {budget}")
+    check_budget(budget)
     from edgedet.edge.datasets.spec import load_dataset
 
     dataset = load_dataset(val, class_map=dict(class_map) if class_map else None)

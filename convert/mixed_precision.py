@@ -49,6 +49,7 @@ __all__ = [
     "BudgetResult",
     "Trial",
     "budget_markdown",
+    "check_budget",
     "ort_budget",
     "search_keep_float",
     "tflite_budget",
@@ -224,10 +225,19 @@ class _Scorer:
         return float(coco_metrics(truth, dets, self.labels)["AP50"])
 
 
-def _check_budget(budget: float) -> float:
+def check_budget(budget: float) -> float:
     if not np.isfinite(budget) or budget < 0:
         raise ValueError(f"--int8-budget: expected AP50 points >= 0 (e.g. 0.5), got {budget}")
     return float(budget)
+
+
+def _baseline(
+    fp32_onnx: Path, val: Dataset, budget: float, threads: int | None
+) -> tuple[_Scorer, tuple[list[ImageTruth], list[ImageDetections]], float]:
+    """The scorer on ``val``, the fp32 model's truth and detections, and the AP50 a candidate must reach."""
+    scorer = _Scorer(val, threads)
+    fp32 = scorer.detections(fp32_onnx)
+    return scorer, fp32, float(coco_metrics(*fp32, scorer.labels)["AP50"]) - budget / 100.0
 
 
 # TFLite layers that only move data: keeping them float changes no arithmetic, so the search skips them
@@ -308,12 +318,9 @@ def ort_budget(
     show_progress: bool = True,
 ) -> BudgetResult:
     """The ONNX Runtime int8 model at ``out_path`` with the fewest nodes kept float (see the module doc)."""
-    budget = _check_budget(budget)
+    budget = check_budget(budget)
     fp32_onnx, out_path = Path(fp32_onnx), Path(out_path)
-    scorer = _Scorer(val, threads)
-    fp32 = scorer.detections(fp32_onnx)
-    ap50_fp32 = float(coco_metrics(*fp32, scorer.labels)["AP50"])
-    target = ap50_fp32 - budget / 100.0
+    scorer, fp32, target = _baseline(fp32_onnx, val, budget, threads)
     with tempfile.TemporaryDirectory(prefix="edgedet-budget-ort-") as tmp:
         quantizers: dict[str, CalibratedQuantizer] = {}
         methods_ap50: dict[str, float] = {}
@@ -362,12 +369,9 @@ def tflite_budget(
     The TFLite converter calibrates MinMax only, so the method is not searched."""
     from edgedet.convert.tflite_mixed import export_tflite_int8_keep_float, tflite_layer_ops
 
-    budget = _check_budget(budget)
+    budget = check_budget(budget)
     fp32_onnx, plain_int8 = Path(fp32_onnx), Path(plain_int8)
-    scorer = _Scorer(val, threads)
-    fp32 = scorer.detections(fp32_onnx)
-    ap50_fp32 = float(coco_metrics(*fp32, scorer.labels)["AP50"])
-    target = ap50_fp32 - budget / 100.0
+    scorer, fp32, target = _baseline(fp32_onnx, val, budget, threads)
     methods_ap50 = {"minmax": scorer.ap50(plain_int8)}
     ops = tflite_layer_ops(fp32_onnx, show_progress=show_progress)
     moves_data = frozenset(k for k, v in ops.items() if set(v.split("+")) <= _DATA_OPS)
