@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import onnx
 import pytest
+import torch
 from test_export import lively, photos, small_checkpoint, small_spec
 
-from edgedet.convert.onnx_export import export_onnx
+from edgedet.convert.onnx_export import export_onnx, read_metadata_spec, set_metadata_spec
 from edgedet.convert.parity import _max_diff, check_parity, count_matches
 from edgedet.edge.runtime.detector import Detection
 from edgedet.training.checkpoint import save_checkpoint
@@ -70,3 +72,46 @@ def test_parity_compares_detections_below_a_high_default_threshold(tmp_path):
     ckpt = save_checkpoint(tmp_path / "ssd.pt", lively(build_model(spec), 0), spec)
     report = check_parity(ckpt, [export_onnx(ckpt, tmp_path / "m.onnx")], photos(3), show_progress=False)
     assert report.passed and report.rows[0].reference_detections > 0
+
+
+def _flat_ssd(tmp_path, name: str, logit: float, threshold: float | None = None):
+    """A checkpoint whose every prior scores ``sigmoid(logit)`` for class a, whatever the image; the
+    threshold ``sigmoid(logit) - threshold`` below that (``None``: the checkpoint's default)."""
+    spec = small_spec("ssd")
+    model = lively(build_model(spec), 0)
+    with torch.no_grad():
+        for head in model.classification_headers:
+            last = head[-1] if isinstance(head, torch.nn.Sequential) else head
+            last.weight.zero_()
+            last.bias.copy_(torch.tensor([0.0, logit, -20.0]).repeat(last.bias.numel() // 3))
+    score = float(torch.sigmoid(torch.tensor(logit)))  # background 0, class b -20: softmax = sigmoid
+    if threshold is not None:
+        spec = replace(spec, score_threshold=score - threshold)
+    return save_checkpoint(tmp_path / f"{name}.pt", model, spec)
+
+
+def _as_int8(ckpt, path):
+    """``ckpt``'s ONNX labelled as a reduced-precision file (its parity row is then approximate)."""
+    model = onnx.load(export_onnx(ckpt, path))
+    spec = read_metadata_spec(model)
+    set_metadata_spec(model, replace(spec, extra={**dict(spec.extra), "quantization": "int8-qdq"}))
+    onnx.save(model, path)
+    return path
+
+
+def test_int8_parity_leaves_out_detections_within_a_score_step_of_the_threshold(tmp_path):
+    # every reference detection scores 0.001 above the threshold; the "int8" copy scores 0.0025 lower (< 1/256):
+    # it finds nothing, and that says nothing about int8 (a half-minute raccoon SSD did exactly this)
+    ckpt = _flat_ssd(tmp_path, "ref", 0.0, threshold=0.001)
+    near = _as_int8(_flat_ssd(tmp_path, "near", -0.01), tmp_path / "near.onnx")
+    row = check_parity(ckpt, [near], photos(2), show_progress=False).rows[0]
+    assert row.reference_detections == 0 and row.borderline > 0 and row.passed
+    assert "borderline" in check_parity(ckpt, [near], photos(1), show_progress=False).table()
+    # the same copy against a threshold 0.05 below the scores: they are compared, and all are matched
+    ckpt = _flat_ssd(tmp_path, "ref2", 0.0, threshold=0.05)
+    row = check_parity(ckpt, [near], photos(2), show_progress=False).rows[0]
+    assert row.reference_detections > 0 and row.borderline == 0 and row.recall == 1.0 and row.passed
+    # a copy that loses them (scores 0.12 lower) fails
+    far = _as_int8(_flat_ssd(tmp_path, "far", -0.5), tmp_path / "far.onnx")
+    row = check_parity(ckpt, [far], photos(2), show_progress=False).rows[0]
+    assert row.matched == 0 and row.reference_detections > 0 and not row.passed
