@@ -11,9 +11,12 @@ For each int8 path (ONNX Runtime QDQ, TFLite full-integer):
 2. **Layers ranked** by the error each adds itself (local SQNR, :mod:`edgedet.convert.int8_explain`, on
    calibration images: no labels needed, and stable where AP50 on a small val split is not).
 3. **Search** (:func:`search_keep_float`): float prefixes of the ranking of doubling length until one meets
-   the budget, bisection between the last prefix that did not and the first that did, then every chosen
-   layer tried back in int8 (latest first) and left int8 when the budget still holds. The result is
-   1-minimal (no single layer can go back to int8), not necessarily the smallest set; each trial costs a
+   the budget; then bisection for the shortest prefix that still does, whose last layer is needed and set
+   aside, and again on what precedes it (with the layers set aside kept float) until those alone meet the
+   budget: each needed layer costs about log2(layers) trials, wherever the ranking put it (TFLite's int8
+   Softmax, last in the ranking of a raccoon SSD, was the one layer that mattered). Each layer set aside is
+   then tried back in int8 once more. The result is 1-minimal (no single layer can go back to int8), not
+   necessarily the smallest set; each trial costs a
    quantisation (ORT: the calibration is done once per method, :class:`CalibratedQuantizer`) or a TFLite
    conversion, plus one evaluation, so the search is capped at ``max_trials``.
 
@@ -101,9 +104,13 @@ def search_keep_float(
             on_trial(trials[-1])
         return value
 
-    def met(keep: Sequence[str]) -> bool:
+    def met(keep: Sequence[str]) -> bool | None:
+        """Whether ``keep`` meets the target; ``None`` once the trials are spent."""
         value = run(keep)
-        return value is not None and value >= target
+        return None if value is None else value >= target
+
+    def ordered(keep: Sequence[str]) -> tuple[str, ...]:
+        return tuple(sorted(keep, key=order.__getitem__))
 
     if met(()):
         return (), trials, True
@@ -119,20 +126,30 @@ def search_keep_float(
     if passed is None:
         best = max(trials, key=lambda t: (t.ap50, -len(t.keep_float)))
         return best.keep_float, trials, False
-    lo, hi = failed, passed  # prefix lo fails, prefix hi meets
-    while hi - lo > 1 and len(trials) < max_trials:
-        mid = (lo + hi) // 2
-        if met(ranking[:mid]):
-            hi = mid
-        else:
-            lo = mid
-    chosen = list(ranking[:hi])
-    for layer in reversed(list(ranking[:hi])):
-        if len(chosen) > 0 and len(trials) < max_trials:
-            candidate = [c for c in chosen if c != layer]
-            if met(candidate):
-                chosen = candidate
-    return tuple(chosen), trials, True
+    # core + rest meets the target, core + rest[:lo] does not: bisect for the shortest prefix of rest that
+    # still meets it; its last layer is needed (without it, not even all the layers before it are enough)
+    core: list[str] = []
+    rest, lo = list(ranking[:passed]), failed
+    while True:
+        hi = len(rest)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            ok = met(core + rest[:mid])
+            if ok is None:  # out of trials: the last set known to meet the target
+                return ordered(core + rest[:hi]), trials, True
+            hi, lo = (mid, lo) if ok else (hi, mid)
+        core.append(rest[hi - 1])
+        rest, lo = rest[: hi - 1], 0
+        ok = met(core)
+        if ok is None:
+            return ordered(core + rest), trials, True
+        if ok:
+            break
+    for layer in reversed(list(core)):  # 1-minimal even where AP50 is not monotone in the set (cached trials are free)
+        candidate = [c for c in core if c != layer]
+        if candidate and met(candidate):
+            core = candidate
+    return ordered(core), trials, True
 
 
 @dataclass
@@ -359,7 +376,7 @@ def tflite_budget(
     val: Dataset,
     budget: float,
     *,
-    max_trials: int = 12,
+    max_trials: int = 16,
     resamples: int = 200,
     threads: int | None = 1,
     show_progress: bool = True,

@@ -275,3 +275,11 @@ def test_export_exits_4_and_keeps_the_best_model_when_the_budget_is_not_met(tmp_
     assert "int8 budget not met" in capsys.readouterr().out
     assert "| onnxruntime | 0 | **no** |" in (out / "int8_budget.md").read_text()
     assert (out / "m_int8.onnx").is_file()
+
+
+def test_search_finds_a_needed_layer_ranked_last_in_a_few_trials():
+    # the raccoon SSD's TFLite case: of 43 layers only the last-ranked (the int8 Softmax) matters
+    gain = {f"L{i}": 0.0 for i in range(42)} | {"softmax": 0.03}
+    chosen, trials, met = search_keep_float(_additive(0.8, gain, []), list(gain), 0.82, max_trials=16)
+    assert met and chosen == ("softmax",)
+    assert len(trials) <= 1 + 7 + 4 + 1  # none, doubling to 43, bisection 32..43, the needed layer alone
