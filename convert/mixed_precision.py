@@ -396,9 +396,9 @@ def tflite_budget(
     with tempfile.TemporaryDirectory(prefix="edgedet-budget-tflite-") as tmp:
         count = iter(range(10**9))
 
-        def convert(keep: Sequence[str], out: Path, io: str = "float") -> Path:
+        def convert(keep: Sequence[str], out: Path, io: str = "float", sidecar: bool = False) -> Path:
             return export_tflite_int8_keep_float(fp32_onnx, out, calib_nchw, list(keep), calib_images=len(calib_nchw),
-                                                 io=io, show_progress=False)  # fmt: skip
+                                                 io=io, show_progress=False, sidecar=sidecar)  # fmt: skip
 
         def score(keep: tuple[str, ...]) -> float:
             if not keep:
@@ -412,8 +412,8 @@ def tflite_budget(
         written = []
         for io, path in out_paths.items():
             path = Path(path)
-            if chosen:
-                convert(chosen, path, io)
+            if chosen:  # the export's sidecar spec, where it wrote one, must list the float layers too
+                convert(chosen, path, io, sidecar=path.with_suffix(".json").exists())
             elif path != plain_int8 and not path.exists():
                 raise ValueError(f"{path}: no all-int8 TFLite to keep (nothing needed float)")
             written.append(path)

@@ -236,6 +236,7 @@ def test_tflite_budget_keeps_float_what_the_search_needs_and_writes_both_io_file
                                           show_progress=False)  # fmt: skip
     assert _ap50(plain, val) < 0.9
     outs = {"float": tmp_path / "m_int8_float_io.tflite", "int8": tmp_path / "m_int8.tflite"}
+    outs["float"].with_suffix(".json").write_text("{}")  # the export's sidecar of the all-int8 file
     result = tflite_budget(fp32, outs, plain, inputs, val, 5.0, resamples=20, show_progress=False)
     assert result.runtime == "litert" and result.method == "minmax" and result.met
     assert PW in result.keep_float
@@ -248,6 +249,8 @@ def test_tflite_budget_keeps_float_what_the_search_needs_and_writes_both_io_file
     for path in outs.values():  # both I/O variants were written, with the float layers in their spec
         detector = Detector.from_model(path, threads=1)
         assert list(detector.spec.extra["float_layers"]) == result.keep_float
+    sidecar = json.loads(outs["float"].with_suffix(".json").read_text())  # rewritten, not left stale
+    assert sidecar["extra"]["float_layers"] == result.keep_float and not outs["int8"].with_suffix(".json").exists()
 
 
 def test_export_exits_4_and_keeps_the_best_model_when_the_budget_is_not_met(tmp_path, monkeypatch, capsys):
