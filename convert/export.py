@@ -30,7 +30,12 @@ from edgedet.convert.checkpoint_input import open_checkpoint
 from edgedet.convert.mixed_precision import BudgetResult, budget_markdown, check_budget, ort_budget, tflite_budget
 from edgedet.convert.onnx_export import export_onnx
 from edgedet.convert.parity import ParityReport, check_parity
-from edgedet.convert.qat_export import export_qat_onnx, open_qat_checkpoint, patch_tflite_files
+from edgedet.convert.qat_export import (
+    export_qat_onnx,
+    keep_tflite_softmax_float,
+    open_qat_checkpoint,
+    patch_tflite_files,
+)
 from edgedet.convert.quantize_onnx import quantize_onnx
 from edgedet.convert.tflite_export import FLOAT_VARIANTS, INT8_VARIANTS, export_tflite
 from edgedet.edge.datasets.sample import Dataset
@@ -130,6 +135,7 @@ def export_all(
                 )
             )
             if qat is not None:  # the converter's calibrated int8 files, activation scales set to the trained ones
+                keep_tflite_softmax_float(onnx_path, written, calib_nchw, show_progress)
                 patch_tflite_files(qat, written, INT8_VARIANTS)
         if val_set is not None and int8_budget is not None:
             results = _apply_budget(onnx_path, written, calib_nchw, val_set, int8_budget, show_progress)

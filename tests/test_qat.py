@@ -11,13 +11,14 @@ import onnx
 import pytest
 import torch
 from onnx import numpy_helper
-from test_export import lively, small_spec
+from test_export import lively, photos, small_spec
 from test_train import TINY
 from torch import nn
 
 from edgedet.convert import qat_export
 from edgedet.convert.parity import QAT_MAX_STEPS
 from edgedet.edge.runtime.backends.onnx import OnnxBackend
+from edgedet.edge.runtime.detector import Detector
 from edgedet.training import qat
 from edgedet.training.checkpoint import load_checkpoint, save_checkpoint
 from edgedet.training.config import load_config
@@ -302,6 +303,13 @@ def test_export_of_a_qat_checkpoint_uses_the_trained_scales(lively_qat):
     params = tfl.subgraphs[0].tensors[op_of["base_net.4.3"].outputs[0]].quantization
     assert float(params.scale[0]) == pytest.approx(float(fq.scale), rel=1e-6)
     assert int(params.zeroPoint[0]) == int(fq.zero_point) - 128
+    # the score Softmax stays float, as in the QAT model: scores are not on TFLite's int8 grid of 1/256
+    detector = Detector.from_model(written["tflite_int8_float_io"], threads=1)
+    assert detector.spec.extra["float_layers"] == ["/Softmax"] and detector.spec.extra["qat"] == "both"
+    x, _ = detector.preprocess(photos(1)[0])
+    scores = detector.backend.run(x)[detector.spec.extra["outputs"]["scores"]].ravel()
+    off_grid = np.abs(scores * 256 - np.rint(scores * 256)) > 1e-3
+    assert scores.size and off_grid.mean() > 0.5
     # a TFLite file of other weights cannot take these scales: the layer is named
     other = copy.deepcopy(loaded)
     with torch.no_grad():
