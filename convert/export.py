@@ -147,6 +147,8 @@ def export_all(
             report = check_parity(
                 ckpt, written, calib, max_images=parity_images if calib is not None else 4, show_progress=show_progress
             )
+            if val_set is not None and int8_budget is not None:
+                accept_budgeted(report, results)
             _publish(report, out_dir)
             if on_report is not None:
                 on_report(report)
@@ -188,6 +190,23 @@ def _apply_budget(
     for result in results:
         (log.info if result.met else log.warning)("int8 budget: %s", result.line())
     return results
+
+
+_BUDGET_FILES = {"onnxruntime": ("onnx_int8",), "litert": INT8_VARIANTS}  # the files each budget search chose
+
+
+def accept_budgeted(report: ParityReport, results: Sequence[BudgetResult]) -> None:
+    """Pass the int8 parity rows that failed on detection recall alone where the budget search chose the file
+    and scored it on labelled val within the budget: that is the stronger check. A calibration method other
+    than MinMax clips ranges and moves detections (the BCCD CenterNet's entropy-calibrated ORT file: 93 %
+    recall against float, and +2.2 AP50 points on val)."""
+    for result in results:
+        if not result.met:
+            continue
+        for row in report.rows:
+            if row.name in _BUDGET_FILES[result.runtime] and not row.passed and not row.exact and row.steps_p99 is None:
+                row.passed = True
+                row.note = f"{row.note}; accepted: within the {result.budget_points:g}-point AP50 budget on val"
 
 
 def _publish_budget(results: Sequence[BudgetResult], out_dir: Path) -> None:

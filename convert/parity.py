@@ -110,7 +110,7 @@ class ParityReport:
             if r.steps_p99 is not None:
                 diff = f"{r.steps_p99:.1f}/{r.steps_max:.1f} steps"
             kind = f"fp32 (<= {self.atol:g})" if r.exact else f"approx (>= {self.min_recall:.0%})"
-            result = "ok" if r.passed else "FAIL" + (f": {r.note}" if r.note else "")
+            result = ("ok" if r.passed else "FAIL") + (f": {r.note}" if r.note else "")
             refs = str(r.reference_detections) + (f" (+{r.borderline} borderline)" if r.borderline else "")
             lines.append(
                 (r.name, kind, f"{r.size_kb:.0f}", str(r.images), diff, refs,

@@ -115,3 +115,30 @@ def test_int8_parity_leaves_out_detections_within_a_score_step_of_the_threshold(
     far = _as_int8(_flat_ssd(tmp_path, "far", -0.5), tmp_path / "far.onnx")
     row = check_parity(ckpt, [far], photos(2), show_progress=False).rows[0]
     assert row.matched == 0 and row.reference_detections > 0 and not row.passed
+
+
+def test_a_file_the_budget_search_scored_on_val_is_accepted_despite_low_recall(tmp_path):
+    from edgedet.convert.export import accept_budgeted
+    from edgedet.convert.mixed_precision import BudgetResult
+    from edgedet.convert.parity import ParityReport, ParityRow
+
+    def budget(runtime: str, met: bool) -> BudgetResult:
+        return BudgetResult(runtime, 0.5, "m", "entropy", {}, [], 40, 0.82, 0.84, 0.84, -0.004, 0.036, 200, met, 1.0)
+
+    def report() -> ParityReport:
+        rows = [ParityRow("onnx", tmp_path / "m.onnx", True, passed=False, note="max |diff|")]
+        for name in ("onnx_int8", "tflite_int8", "tflite_int8_float_io", "tflite_fp16"):
+            rows.append(ParityRow(name, tmp_path / name, False, reference_detections=100, matched=93))
+        qat = ParityRow("qat", tmp_path / "q", False, reference_detections=100, matched=93, steps_p99=9.0)
+        qat.steps_max = 9.0
+        rows.append(qat)
+        return ParityReport(rows)
+
+    r = report()
+    accept_budgeted(r, [budget("onnxruntime", True), budget("litert", False)])
+    ok = {row.name for row in r.rows if row.passed}
+    assert ok == {"onnx_int8"}  # not the fp32 file, an unmet budget's files, fp16, or a QAT file
+    assert "accepted: within the 0.5-point AP50 budget" in r.table()
+    r = report()
+    accept_budgeted(r, [budget("litert", True)])
+    assert {row.name for row in r.rows if row.passed} == {"tflite_int8", "tflite_int8_float_io"}
