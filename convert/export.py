@@ -37,7 +37,7 @@ from edgedet.convert.qat_export import (
     patch_tflite_files,
 )
 from edgedet.convert.quantize_onnx import quantize_onnx
-from edgedet.convert.tflite_export import FLOAT_VARIANTS, INT8_VARIANTS, export_tflite
+from edgedet.convert.tflite_export import FLOAT_VARIANTS, INT8_IO, INT8_VARIANTS, export_tflite
 from edgedet.edge.datasets.sample import Dataset
 
 __all__ = ["FORMATS", "cli", "export_all", "parse_formats"]
@@ -182,9 +182,7 @@ def _apply_budget(
     if "onnx_int8" in written:
         results.append(ort_budget(onnx_path, written["onnx_int8"], calib_nchw, val, budget, show_progress=show))
     if "tflite_int8_float_io" in written:
-        outs = {"float": written["tflite_int8_float_io"]}
-        if "tflite_int8" in written:
-            outs["int8"] = written["tflite_int8"]
+        outs = {io: written[key] for key, io in INT8_IO.items() if key in written}
         plain = written["tflite_int8_float_io"]
         results.append(tflite_budget(onnx_path, outs, plain, calib_nchw, val, budget, show_progress=show))
     for result in results:

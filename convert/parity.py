@@ -275,8 +275,11 @@ def check_parity(
             required = [d for d in against if row.exact or d.score > threshold + SCORE_STEP]
             row.borderline += len(against) - len(required)
             row.reference_detections += len(required)
-            row.matched += count_matches(required, dets)[0]
-            row.extra_detections += count_matches(against, dets)[1]  # matching no reference, borderline or not
+            matched, extra = count_matches(required, dets)
+            if len(required) < len(against):  # extra: matching no reference, borderline or not
+                extra = count_matches(against, dets)[1]
+            row.matched += matched
+            row.extra_detections += extra
             if row.exact:
                 cand, want = _canonical(det, out, ref_out)
                 row.max_abs_diff = max(row.max_abs_diff, _max_diff(cand, want, str(row.path)))

@@ -822,21 +822,24 @@ def keep_tflite_softmax_float(
     distinct scores and lost 1.9 AP50 points; the mixed-precision search, with that Softmax float, none).
     Only the float-I/O file gains: an int8 output is back on that grid. Returns the layer ids kept float."""
     from edgedet.convert.quantize_onnx import tail_nodes
+    from edgedet.convert.tflite_export import INT8_IO
     from edgedet.convert.tflite_mixed import export_tflite_int8_keep_float, tflite_layer_ops
 
     model = onnx.load(str(onnx_path))
     tail = set(tail_nodes(model))
     softmax = [n.name for n in model.graph.node if n.op_type == "Softmax" and n.name in tail]
-    variants = [(key, io) for key, io in (("tflite_int8", "int8"), ("tflite_int8_float_io", "float")) if key in written]
-    if not softmax or not variants:
+    if not softmax or not INT8_IO.keys() & written.keys():
         return []
     known = tflite_layer_ops(onnx_path, show_progress=show_progress)
     softmax = [name for name in softmax if name in known]
-    for key, io in variants if softmax else ():
-        path = Path(written[key])
-        sidecar = path.with_suffix(".json").exists()
-        export_tflite_int8_keep_float(onnx_path, path, calib_nchw, softmax, calib_images=len(calib_nchw), io=io,
-                                      show_progress=show_progress, sidecar=sidecar)  # fmt: skip
+    if not softmax:
+        return []
+    for key, io in INT8_IO.items():
+        if key in written:
+            path = Path(written[key])
+            sidecar = path.with_suffix(".json").exists()
+            export_tflite_int8_keep_float(onnx_path, path, calib_nchw, softmax, calib_images=len(calib_nchw), io=io,
+                                          show_progress=show_progress, sidecar=sidecar)  # fmt: skip
     return softmax
 
 

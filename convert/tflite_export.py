@@ -53,6 +53,7 @@ VARIANTS: dict[str, str] = {
 }
 FLOAT_VARIANTS = ("tflite_fp32", "tflite_fp16", "tflite_dynamic")
 INT8_VARIANTS = ("tflite_int8", "tflite_int8_float_io")
+INT8_IO = {"tflite_int8": "int8", "tflite_int8_float_io": "float"}  # each int8 variant's input / output type
 QUANTIZATION = {
     "tflite_fp32": "none",
     "tflite_fp16": "fp16-weights",
